@@ -1,0 +1,177 @@
+// Package cable is the virtual Ethernet cable between the PHY ports of two
+// chips: full duplex, each direction delivering frames in order after the
+// propagation delay plus the frame's own serialisation time at link speed.
+package cable
+
+import (
+	"sync"
+	"time"
+
+	"tsnsim/chip"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultLinkBitsPerSec = chip.DefaultLinkBitsPerSec
+	DefaultPropagation    = 50 * time.Nanosecond // about 10 m of copper
+	DefaultQueue          = 1024                 // frames in flight per direction
+)
+
+// Config sets up a cable.
+type Config struct {
+	// LinkBitsPerSec must match the chips' link speed; negative disables
+	// serialisation timing.
+	LinkBitsPerSec int64
+	// Propagation is the one-way delay of the medium; negative means 0.
+	Propagation time.Duration
+	// Queue bounds the frames in flight per direction; Send blocks when
+	// it is full (only reachable with timing off).
+	Queue int
+}
+
+func (c *Config) setDefaults() {
+	if c.LinkBitsPerSec == 0 {
+		c.LinkBitsPerSec = DefaultLinkBitsPerSec
+	}
+	if c.Propagation == 0 {
+		c.Propagation = DefaultPropagation
+	}
+	c.Propagation = max(c.Propagation, 0)
+	if c.Queue <= 0 {
+		c.Queue = DefaultQueue
+	}
+}
+
+// Port is the PHY side of a chip.
+type Port interface {
+	ConnectPHY(chip.Wire)
+	ReceivePHY(frame []byte, sof time.Time)
+}
+
+// Cable joins two ports.
+type Cable struct {
+	ab, ba *direction
+}
+
+// Connect plugs a cable between a and b and starts carrying frames.
+func Connect(a, b Port, cfg Config) *Cable {
+	cfg.setDefaults()
+	c := &Cable{ab: newDirection(b, cfg), ba: newDirection(a, cfg)}
+	a.ConnectPHY(c.ab)
+	b.ConnectPHY(c.ba)
+	return c
+}
+
+// Close stops both directions and waits for them. Frames still in flight
+// are counted in Stats.LostAtClose.
+func (c *Cable) Close() {
+	c.ab.close()
+	c.ba.close()
+}
+
+// Stats is the accounting of one direction.
+type Stats struct {
+	Frames      uint64 // delivered to the far port
+	Bytes       uint64
+	LostAtClose uint64 // in flight when the cable was closed, or sent after
+}
+
+// Stats returns the accounting of the a-to-b and b-to-a directions.
+func (c *Cable) Stats() (ab, ba Stats) { return c.ab.snapshot(), c.ba.snapshot() }
+
+type flight struct {
+	frame []byte
+	sof   time.Time // first byte after the preamble entered the medium
+}
+
+type direction struct {
+	dst   Port
+	cfg   Config
+	queue chan flight
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+func newDirection(dst Port, cfg Config) *direction {
+	d := &direction{
+		dst: dst, cfg: cfg,
+		queue: make(chan flight, cfg.Queue),
+		stop:  make(chan struct{}), done: make(chan struct{}),
+	}
+	go d.run()
+	return d
+}
+
+// Send implements chip.Wire.
+func (d *direction) Send(frame []byte, sof time.Time) {
+	select {
+	case d.queue <- flight{frame, sof}:
+	case <-d.stop:
+		d.count(func(s *Stats) { s.LostAtClose++ })
+	}
+}
+
+func (d *direction) wireTime(n int) time.Duration {
+	if d.cfg.LinkBitsPerSec < 0 {
+		return 0
+	}
+	return time.Duration(int64(n) * 8 * int64(time.Second) / d.cfg.LinkBitsPerSec)
+}
+
+func (d *direction) run() {
+	defer close(d.done)
+	var t *time.Timer
+	for {
+		var f flight
+		select {
+		case f = <-d.queue:
+		case <-d.stop:
+			return
+		}
+		arrive := f.sof.Add(d.cfg.Propagation)
+		if wait := time.Until(arrive.Add(d.wireTime(len(f.frame)))); wait > 0 {
+			if t == nil {
+				t = time.NewTimer(wait)
+			} else {
+				t.Reset(wait)
+			}
+			select {
+			case <-t.C:
+			case <-d.stop:
+				d.count(func(s *Stats) { s.LostAtClose++ })
+				return
+			}
+		}
+		d.dst.ReceivePHY(f.frame, arrive)
+		d.count(func(s *Stats) { s.Frames++; s.Bytes += uint64(len(f.frame)) })
+	}
+}
+
+func (d *direction) count(f func(*Stats)) {
+	d.mu.Lock()
+	f(&d.stats)
+	d.mu.Unlock()
+}
+
+func (d *direction) snapshot() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
+}
+
+func (d *direction) close() {
+	d.once.Do(func() { close(d.stop) })
+	<-d.done
+	for {
+		select {
+		case <-d.queue:
+			d.count(func(s *Stats) { s.LostAtClose++ })
+		default:
+			return
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package chip
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"tsnsim/chip/clock"
+	"tsnsim/chip/proto"
+	"tsnsim/chip/regs"
+)
+
+// transmitter is the scheduler and transmitter: it takes frames from the
+// host FIFO in order, holds the head frame until its window opens, drops
+// or delays it when its window has passed (fail_policy), and serialises
+// released frames onto the wire at link speed.
+func (c *Chip) transmitter() {
+	defer close(c.done)
+	c.log.Debug("transmitter started")
+	defer c.log.Debug("transmitter stopped")
+	for {
+		c.mu.Lock()
+		e, wait := c.schedule()
+		c.mu.Unlock()
+		if e != nil {
+			if !c.send(e) {
+				return
+			}
+			continue
+		}
+		if !c.waitForWork(wait) {
+			return
+		}
+	}
+}
+
+// schedule decides about the head of the host FIFO: it returns the frame
+// to send now, or how long to wait (0: until woken). Frames whose window
+// passed are dropped or moved to their delay window here. Called with
+// c.mu held.
+func (c *Chip) schedule() (*txEntry, time.Duration) {
+	if !regs.TSNEnable.Set(c.regs.Get(regs.TSNSystemControl)) {
+		return nil, 0
+	}
+	for {
+		e, ok := c.host.Peek()
+		if !ok {
+			return nil, 0
+		}
+		now := c.clock.Now()
+		from, to := e.meta.From.Tick, e.meta.To.Tick
+		if e.delayed {
+			from, to = e.meta.DelayFrom.Tick, e.meta.DelayTo.Tick
+		}
+		switch clock.Window(clock.Low29(now), from, to) {
+		case clock.Inside:
+			c.takeHead()
+			c.regs.Add(regs.FSCHTotalValidEntryCnt, 1)
+			c.regs.Add(regs.FTRSFTotalTxFrameCnt, 1)
+			return e, 0
+		case clock.Early:
+			opens := now + uint64(clock.TicksUntil(clock.Low29(now), from))
+			return nil, max(time.Until(c.clock.TimeOf(opens)), time.Nanosecond)
+		}
+		if !e.delayed && e.meta.FailPolicy&1 == proto.FailRetry {
+			e.delayed = true
+			c.regs.Add(regs.FSCHTotalDelayEntryCnt, 1)
+			continue
+		}
+		c.takeHead()
+		c.regs.Add(regs.FSCHTotalDropEntryCnt, 1)
+		c.log.Debug("TX window passed, frame dropped", zap.Uint32("to", to), zap.Uint64("now", now))
+	}
+}
+
+func (c *Chip) takeHead() {
+	c.host.Pop()
+	c.hostRd++
+}
+
+// waitForWork blocks until woken, until d has passed (d > 0), or until
+// the chip stops; it reports false on stop.
+func (c *Chip) waitForWork(d time.Duration) bool {
+	var timeout <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-c.kick:
+	case <-timeout:
+	case <-c.stop:
+		return false
+	}
+	return true
+}
+
+// wireTime is how long n bytes take on the link.
+func (c *Chip) wireTime(n int) time.Duration {
+	if c.cfg.LinkBitsPerSec < 0 {
+		return 0
+	}
+	return time.Duration(int64(n) * 8 * int64(time.Second) / c.cfg.LinkBitsPerSec)
+}
+
+// send serialises one frame: preamble, frame, inter-frame gap. The frame
+// is stamped when its first byte after the preamble leaves the MAC (the
+// IEEE 802.1AS message timestamp point); it reaches the wire TxLatency
+// later. It reports false if the chip stopped meanwhile.
+func (c *Chip) send(e *txEntry) bool {
+	start := time.Now()
+	sof := start.Add(c.wireTime(PreambleLen))
+	stamp := c.clock.At(sof)
+
+	c.mu.Lock()
+	c.sending = true
+	gap := int(regs.TxInterFrameGap.Get(c.regs.Get(regs.TSNTxControl)))
+	c.regs.Add(regs.FTTotalTxFrameCnt, 1)
+	c.regs.Add(regs.FTTotalTxByteCnt, uint64(len(e.frame)))
+	c.regs.Set(regs.FTTxFrameStatus1, regs.FPFrameLength.Put(0, uint64(len(e.frame)))|
+		regs.FPTimestampID.Put(0, uint64(e.meta.TimestampID)))
+	if id := e.meta.TimestampID; id >= proto.TimestampGPTP && id <= proto.TimestampMaxID {
+		c.regs.Set(regs.FTTxTstamp(int(id)), stamp)
+	}
+	phy := c.phy
+	c.mu.Unlock()
+
+	if phy != nil {
+		phy.Send(e.frame, sof.Add(c.cfg.TxLatency))
+	}
+	ok := true
+	if d := time.Until(start.Add(c.wireTime(PreambleLen + len(e.frame) + gap))); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-c.stop:
+			t.Stop()
+			ok = false
+		}
+	}
+	c.mu.Lock()
+	c.sending = false
+	c.mu.Unlock()
+	return ok
+}

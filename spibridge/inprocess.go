@@ -1,0 +1,173 @@
+package spibridge
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"tsnsim/chip/proto"
+)
+
+// InProcess is an SPI bus to a chip in the same process, with the
+// cycle-approximate timing model. It is one shared bus: every user of the
+// same *InProcess (the driver's SPI worker, register readers) queues for
+// it, and a transfer waits while another is on the wire.
+//
+// Timing of one transfer of n bytes, once it owns the bus: the bus is held
+// for Overhead + 8n/ClockHz. A read is decoded by the chip when its first
+// data byte is due (Overhead + 4 bytes in), so a register read samples the
+// register then; a write is decoded when its last byte has arrived. A
+// transfer that cannot complete within its timeout (waiting included)
+// holds the bus until the deadline and fails with ETIMEDOUT without
+// reaching the chip.
+type InProcess struct {
+	dev    Device
+	timing Timing
+	log    *zap.Logger
+
+	bus    chan struct{} // holds a token while a transfer owns the bus
+	closed chan struct{}
+	once   sync.Once
+
+	mu    sync.Mutex
+	stats BusStats
+}
+
+// BusStats is the accounting of one bus.
+type BusStats struct {
+	Transfers uint64        // completed transfers (rejected ones included)
+	Bytes     uint64        // bytes clocked by completed transfers
+	Busy      time.Duration // emulated time the bus was held
+	Wait      time.Duration // total time transfers queued for the bus
+	MaxWait   time.Duration
+	Timeouts  uint64 // transfers failed with ETIMEDOUT
+	Rejected  uint64 // transfers the chip rejected (counted by the chip too)
+}
+
+// NewInProcess returns a bus to dev with the given timing.
+func NewInProcess(dev Device, t Timing, log *zap.Logger) *InProcess {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &InProcess{
+		dev: dev, timing: t, log: log.Named("spi"),
+		bus: make(chan struct{}, 1), closed: make(chan struct{}),
+	}
+}
+
+// Timing returns the bus's timing model.
+func (b *InProcess) Timing() Timing { return b.timing }
+
+// Transfer implements Transport.
+func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
+	if len(tx) == 0 || len(rx) != len(tx) {
+		return fmt.Errorf("spibridge: transfer of %d bytes into a %d-byte buffer: %w", len(tx), len(rx), syscall.EINVAL)
+	}
+	issued := time.Now()
+	timeout := b.timing.TimeoutFor(len(tx))
+	if err := b.acquire(ctx, timeout); err != nil {
+		return err
+	}
+	defer func() { <-b.bus }()
+	waited := time.Since(issued)
+
+	hold := b.timing.Duration(len(tx))
+	if waited+hold > timeout {
+		time.Sleep(timeout - waited)
+		b.account(waited, timeout-waited, 0, true, false)
+		return b.timedOut(len(tx), timeout)
+	}
+	var err error
+	if tx[0] == proto.CmdRead && b.timing.Throttled() {
+		dataDue := b.timing.Overhead + b.timing.WireTime(proto.ReadDataStart)
+		time.Sleep(dataDue)
+		err = b.dev.Transact(tx, rx)
+		time.Sleep(hold - dataDue)
+	} else {
+		if hold > 0 {
+			time.Sleep(hold)
+		}
+		err = b.dev.Transact(tx, rx)
+	}
+	if err != nil {
+		b.log.Debug("chip rejected transaction", zap.Error(err))
+	}
+	b.account(waited, hold, len(tx), false, err != nil)
+	return nil
+}
+
+// acquire takes the bus, waiting at most timeout.
+func (b *InProcess) acquire(ctx context.Context, timeout time.Duration) error {
+	select {
+	case <-b.closed:
+		return errClosed
+	default:
+	}
+	select {
+	case b.bus <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case b.bus <- struct{}{}:
+		return nil
+	case <-t.C:
+		b.account(timeout, 0, 0, true, false)
+		return b.timedOut(0, timeout)
+	case <-ctx.Done():
+		return fmt.Errorf("spibridge: waiting for the bus: %w", ctx.Err())
+	case <-b.closed:
+		return errClosed
+	}
+}
+
+var errClosed = fmt.Errorf("spibridge: transport closed: %w", syscall.EBADF)
+
+func (b *InProcess) timedOut(n int, timeout time.Duration) error {
+	b.log.Debug("SPI transfer timed out", zap.Int("len", n), zap.Duration("timeout", timeout))
+	return fmt.Errorf("spibridge: SPI transfer timed out after %v: %w", timeout, syscall.ETIMEDOUT)
+}
+
+func (b *InProcess) account(wait, busy time.Duration, n int, timeout, rejected bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := &b.stats
+	s.Wait += wait
+	s.MaxWait = max(s.MaxWait, wait)
+	s.Busy += busy
+	switch {
+	case timeout:
+		s.Timeouts++
+	default:
+		s.Transfers++
+		s.Bytes += uint64(n)
+		if rejected {
+			s.Rejected++
+		}
+	}
+}
+
+// Stats returns the bus accounting.
+func (b *InProcess) Stats() BusStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stats
+}
+
+// Interrupt implements Transport: the chip's interrupt line.
+func (b *InProcess) Interrupt() <-chan struct{} { return b.dev.IRQ() }
+
+// Close implements Transport. Transfers waiting for the bus fail; a
+// transfer on the wire completes.
+func (b *InProcess) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
+var _ Transport = (*InProcess)(nil)
