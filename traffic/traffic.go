@@ -99,6 +99,12 @@ func Send(ctx context.Context, drv *driver.Driver, s Stream, n uint64, interval 
 		}
 		f := s.Frame(seq)
 		for {
+			if busy == Requeue && drv.QueueStopped() {
+				// The stack does not offer frames to a stopped queue.
+				if err := waitWake(ctx, drv); err != nil {
+					return res, err
+				}
+			}
 			err := drv.Transmit(f)
 			if err == nil {
 				res.Sent++
@@ -111,18 +117,25 @@ func Send(ctx context.Context, drv *driver.Driver, s Stream, n uint64, interval 
 				res.Lost++
 				break
 			}
-			t := time.NewTimer(requeueWait)
-			select {
-			case <-drv.Wake():
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return res, ctx.Err()
+			if err := waitWake(ctx, drv); err != nil {
+				return res, err
 			}
-			t.Stop()
 		}
 	}
 	return res, nil
+}
+
+// waitWake waits for drv's TX queue to wake, at most requeueWait.
+func waitWake(ctx context.Context, drv *driver.Driver) error {
+	t := time.NewTimer(requeueWait)
+	defer t.Stop()
+	select {
+	case <-drv.Wake():
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
 // Checker verifies the frames of one stream as they arrive. Frames of

@@ -1,0 +1,56 @@
+package topology
+
+import (
+	"fmt"
+
+	"tsnsim/chip/regs"
+)
+
+// Audit checks, for the direction from node i to node 1-i, that every
+// frame offered to the sending driver is found in exactly one place:
+// delivered to the receiving host, or in one counter of the drivers, the
+// chips or the cable, or still queued somewhere. delivered is what the
+// host of node 1-i reports it received. Audit is exact once traffic has
+// stopped (after Close); it returns one error per violated equation.
+func (t *Topology) Audit(i int, delivered uint64) []error {
+	src, dst := t.Nodes[i], t.Nodes[1-i]
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s->%s: "+format, append([]any{src.Name, dst.Name}, args...)...))
+		}
+	}
+	ts, rs := src.Driver.Stats(), dst.Driver.Stats()
+	check(ts.TxAccounted() == ts.TxOffered, "driver %s: %d offered != %d accounted (%+v)", src.Name, ts.TxOffered, ts.TxAccounted(), ts)
+
+	sc, dc := src.Chip, dst.Chip
+	ss := sc.Stats()
+	accepted := sc.Register(regs.FSTotalRxFrameCnt)
+	backPressure := sc.Register(regs.FSTotalBackPressureEventCnt)
+	check(accepted+backPressure+ss.ProtocolErrors == ts.TxPackets,
+		"chip %s: %d accepted + %d back-pressure + %d rejected != %d written by the driver",
+		src.Name, accepted, backPressure, ss.ProtocolErrors, ts.TxPackets)
+	valid, dropped := sc.Register(regs.FSCHTotalValidEntryCnt), sc.Register(regs.FSCHTotalDropEntryCnt)
+	check(valid+dropped+uint64(ss.HostFIFO.Len) == accepted,
+		"chip %s: %d sent + %d window drops + %d queued != %d accepted", src.Name, valid, dropped, ss.HostFIFO.Len, accepted)
+	ft := sc.Register(regs.FTTotalTxFrameCnt)
+	check(ft == valid, "chip %s: FT_TOTAL_TX_FRAME_CNT %d != %d released by the scheduler", src.Name, ft, valid)
+
+	ab, ba := t.Cable.Stats()
+	cs := ab
+	if i == 1 {
+		cs = ba
+	}
+	check(cs.Frames+cs.LostAtClose == ft, "cable: %d delivered + %d lost at close != %d transmitted", cs.Frames, cs.LostAtClose, ft)
+
+	rx := dc.Register(regs.FDTotalRxFrameCnt)
+	check(rx == cs.Frames, "chip %s: FD_TOTAL_RX_FRAME_CNT %d != %d frames off the cable", dst.Name, rx, cs.Frames)
+	drop := dc.Register(regs.FDTotalDropFrameCnt)
+	reasons := dc.Register(regs.FDFCSDropFrameCnt) + dc.Register(regs.FDJumboDropFrameCnt) + dc.Register(regs.FDFIFOFullDropFrameCnt)
+	check(drop == reasons, "chip %s: FD_TOTAL_DROP_FRAME_CNT %d != %d by reason", dst.Name, drop, reasons)
+	queued := uint64(dc.Stats().RxMetaFIFO.Len)
+	read := rs.RxPackets + rs.RxErrors + rs.RxDropped
+	check(rx-drop == read+queued, "chip %s: %d frames accepted != %d read by the driver + %d queued", dst.Name, rx-drop, read, queued)
+	check(delivered == rs.RxPackets, "host %s: received %d, driver delivered %d", dst.Name, delivered, rs.RxPackets)
+	return errs
+}

@@ -1,0 +1,56 @@
+package topology
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"tsnsim/chip/regs"
+)
+
+// WriteReport prints, per node, the interface counters in the layout of
+// `ip -s link`, the SPI bus accounting over elapsed, the chip's non-zero
+// counters and the model's own counters.
+func (t *Topology) WriteReport(w io.Writer, elapsed time.Duration) {
+	for _, n := range t.Nodes {
+		s := n.Driver.Stats()
+		fmt.Fprintf(w, "%s: mac %s\n", n.Name, n.Chip.MAC())
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "    RX:\tbytes\tpackets\terrors\tdropped\tlength\tcrc\tfifo\n")
+		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.RxBytes, s.RxPackets, s.RxErrors, s.RxDropped,
+			s.RxLengthErrors, s.RxCRCErrors, s.RxFIFOErrors)
+		fmt.Fprintf(tw, "    TX:\tbytes\tpackets\terrors\tdropped\tbusy\tqueued\toffered\n")
+		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.TxBytes, s.TxPackets, s.TxErrors, s.TxDropped,
+			s.TxBusy, s.TxQueued, s.TxOffered)
+		tw.Flush()
+
+		b := n.Bus.Stats()
+		util := 0.0
+		if elapsed > 0 {
+			util = 100 * float64(b.Busy) / float64(elapsed)
+		}
+		fmt.Fprintf(w, "    SPI: %d transfers, %d bytes, busy %v (%.1f%%), max wait %v, timeouts %d, rejected %d, worker errors %d\n",
+			b.Transfers, b.Bytes, b.Busy.Round(time.Microsecond), util, b.MaxWait.Round(time.Microsecond),
+			b.Timeouts, b.Rejected, s.SPIErrors)
+
+		fmt.Fprintf(w, "    chip counters:\n")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, d := range regs.Map {
+			if d.Access != regs.Counter {
+				continue
+			}
+			if v := n.Chip.Register(d.Offset); v != 0 {
+				fmt.Fprintf(tw, "      %s\t%d\n", d.Name, v)
+			}
+		}
+		tw.Flush()
+		cs := n.Chip.Stats()
+		fmt.Fprintf(w, "    model: protocol errors %d %v, read-only writes %d, unmapped writes %d, host FIFO %d queued, RX FIFO %d queued\n",
+			cs.ProtocolErrors, cs.ProtocolErrorsByKind, cs.ReadOnlyWrites, cs.UnmappedWrites, cs.HostFIFO.Len, cs.RxMetaFIFO.Len)
+	}
+	ab, ba := t.Cable.Stats()
+	fmt.Fprintf(w, "cable: %s->%s %d frames %d bytes; %s->%s %d frames %d bytes; lost at close %d\n",
+		t.Nodes[0].Name, t.Nodes[1].Name, ab.Frames, ab.Bytes, t.Nodes[1].Name, t.Nodes[0].Name, ba.Frames, ba.Bytes,
+		ab.LostAtClose+ba.LostAtClose)
+}
