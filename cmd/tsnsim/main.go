@@ -62,6 +62,7 @@ func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (ok 
 			fs.Usage()
 			return false, 0
 		}
+		fmt.Fprintf(stderr, "tsnsim %s: %v (see --help)\n", fs.Name(), err)
 		return false, exitUsage
 	}
 	if fs.NArg() > 0 {
