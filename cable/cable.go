@@ -27,6 +27,11 @@ type Config struct {
 	// Queue bounds the frames in flight per direction; Send blocks when
 	// it is full (only reachable with timing off).
 	Queue int
+	// Monitor, if set, sees every frame as it enters the cable: from is
+	// 0 for frames sent by the first port, 1 for the second; sof is when
+	// its first byte after the preamble entered the medium. It is called
+	// from the sending chip's transmitter and must not retain frame.
+	Monitor func(from int, frame []byte, sof time.Time)
 }
 
 func (c *Config) setDefaults() {
@@ -56,7 +61,7 @@ type Cable struct {
 // Connect plugs a cable between a and b and starts carrying frames.
 func Connect(a, b Port, cfg Config) *Cable {
 	cfg.setDefaults()
-	c := &Cable{ab: newDirection(b, cfg), ba: newDirection(a, cfg)}
+	c := &Cable{ab: newDirection(0, b, cfg), ba: newDirection(1, a, cfg)}
 	a.ConnectPHY(c.ab)
 	b.ConnectPHY(c.ba)
 	return c
@@ -85,6 +90,7 @@ type flight struct {
 }
 
 type direction struct {
+	from  int
 	dst   Port
 	cfg   Config
 	queue chan flight
@@ -96,9 +102,9 @@ type direction struct {
 	stats Stats
 }
 
-func newDirection(dst Port, cfg Config) *direction {
+func newDirection(from int, dst Port, cfg Config) *direction {
 	d := &direction{
-		dst: dst, cfg: cfg,
+		from: from, dst: dst, cfg: cfg,
 		queue: make(chan flight, cfg.Queue),
 		stop:  make(chan struct{}), done: make(chan struct{}),
 	}
@@ -108,6 +114,9 @@ func newDirection(dst Port, cfg Config) *direction {
 
 // Send implements chip.Wire.
 func (d *direction) Send(frame []byte, sof time.Time) {
+	if d.cfg.Monitor != nil {
+		d.cfg.Monitor(d.from, frame, sof)
+	}
 	select {
 	case d.queue <- flight{frame, sof}:
 	case <-d.stop:
