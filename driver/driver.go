@@ -62,6 +62,8 @@ type Driver struct {
 	cfg Config
 	log *zap.Logger
 
+	life sync.Mutex // serialises Open and Stop
+
 	mu       sync.Mutex
 	ring     []txSlot // circular, len == TxRingSize
 	head     int
@@ -105,6 +107,8 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 // Open brings the interface up: it enables TSN on the chip and starts the
 // SPI worker.
 func (d *Driver) Open(ctx context.Context) error {
+	d.life.Lock()
+	defer d.life.Unlock()
 	d.mu.Lock()
 	if d.up {
 		d.mu.Unlock()
@@ -125,6 +129,8 @@ func (d *Driver) Open(ctx context.Context) error {
 // Stop brings the interface down: it stops the SPI worker, drops the
 // frames still on the TX ring (counted in TxDropped) and disables TSN.
 func (d *Driver) Stop(ctx context.Context) error {
+	d.life.Lock()
+	defer d.life.Unlock()
 	d.mu.Lock()
 	if !d.up {
 		d.mu.Unlock()

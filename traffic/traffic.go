@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"tsnsim/driver"
+	"tsnsim/host"
 )
 
 // EtherType of test frames: IEEE 802 local experimental 1.
@@ -76,13 +77,9 @@ type SendResult struct {
 	Lost uint64 // frames given up after ErrBusy (Drop policy)
 }
 
-// requeueWait bounds one wait for the queue to wake, so a missed wake-up
-// cannot stall a sender forever.
-const requeueWait = 100 * time.Millisecond
-
-// Send offers frames 0..n-1 of s to drv, one every interval (0: as fast
+// Send offers frames 0..n-1 of s to nic, one every interval (0: as fast
 // as the driver takes them).
-func Send(ctx context.Context, drv *driver.Driver, s Stream, n uint64, interval time.Duration, busy BusyPolicy) (SendResult, error) {
+func Send(ctx context.Context, nic host.NIC, s Stream, n uint64, interval time.Duration, busy BusyPolicy) (SendResult, error) {
 	var res SendResult
 	var tick *time.Ticker
 	if interval > 0 {
@@ -98,44 +95,19 @@ func Send(ctx context.Context, drv *driver.Driver, s Stream, n uint64, interval 
 			}
 		}
 		f := s.Frame(seq)
-		for {
-			if busy == Requeue && drv.QueueStopped() {
-				// The stack does not offer frames to a stopped queue.
-				if err := waitWake(ctx, drv); err != nil {
-					return res, err
-				}
-			}
-			err := drv.Transmit(f)
-			if err == nil {
-				res.Sent++
-				break
-			}
-			if !errors.Is(err, driver.ErrBusy) {
-				return res, fmt.Errorf("traffic: frame %d: %w", seq, err)
-			}
-			if busy == Drop {
-				res.Lost++
-				break
-			}
-			if err := waitWake(ctx, drv); err != nil {
-				return res, err
-			}
+		var err error
+		if busy == Requeue {
+			err = host.Offer(ctx, nic, f)
+		} else if err = nic.Transmit(f); errors.Is(err, driver.ErrBusy) {
+			res.Lost++
+			continue
 		}
+		if err != nil {
+			return res, fmt.Errorf("traffic: frame %d: %w", seq, err)
+		}
+		res.Sent++
 	}
 	return res, nil
-}
-
-// waitWake waits for drv's TX queue to wake, at most requeueWait.
-func waitWake(ctx context.Context, drv *driver.Driver) error {
-	t := time.NewTimer(requeueWait)
-	defer t.Stop()
-	select {
-	case <-drv.Wake():
-	case <-t.C:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
 }
 
 // Checker verifies the frames of one stream as they arrive. Frames of

@@ -2,13 +2,15 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
-func TestRunPasses(t *testing.T) {
+func TestRunFramesPasses(t *testing.T) {
 	var out, errOut bytes.Buffer
-	status := run([]string{"run", "--frames", "200"}, &out, &errOut)
+	status := run([]string{"run", "--backend", "frames", "--frames", "200"}, &out, &errOut)
 	if status != 0 {
 		t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", status, out.String(), errOut.String())
 	}
@@ -24,7 +26,7 @@ func TestRunPasses(t *testing.T) {
 // run fails because frames did not arrive.
 func TestRunReportsLoss(t *testing.T) {
 	var out, errOut bytes.Buffer
-	status := run([]string{"run", "--frames", "300", "--spi-clock", "0", "--rx-meta-fifo", "1", "--idle-timeout", "200ms"}, &out, &errOut)
+	status := run([]string{"run", "--backend", "frames", "--frames", "300", "--spi-clock", "0", "--rx-meta-fifo", "1", "--idle-timeout", "200ms"}, &out, &errOut)
 	if status != exitFail {
 		t.Fatalf("status %d, want %d\n%s", status, exitFail, out.String())
 	}
@@ -35,8 +37,11 @@ func TestRunReportsLoss(t *testing.T) {
 
 func TestRunBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"run", "--frame-size", "20"},
-		{"run", "--frame-size", "1515"},
+		{"run", "--backend", "frames", "--frame-size", "20"},
+		{"run", "--backend", "frames", "--frame-size", "1515"},
+		{"run", "--backend", "bogus"},
+		{"run", "--ping-size", "1473"},
+		{"run", "--tcp-bytes", "-1"},
 		{"run", "--tx-ring", "0"},
 		{"run", "--spi-clock", "-1"},
 		{"run", "--rx-meta-fifo", "512"},
@@ -60,9 +65,31 @@ func TestRunHelp(t *testing.T) {
 	if status := run([]string{"run", "--help"}, &out, &errOut); status != 0 {
 		t.Fatalf("status %d", status)
 	}
-	for _, flag := range []string{"--frames", "--tx-ring", "--spi-clock", "--spi-overhead", "--spi-timeout", "--link-speed", "--cable-delay", "--frame-size", "--verbose"} {
+	for _, flag := range []string{"--frames", "--tx-ring", "--spi-clock", "--spi-overhead", "--spi-timeout", "--link-speed", "--cable-delay", "--frame-size", "--verbose", "--backend", "--pcap", "--ping-count", "--ping-interval", "--tcp-bytes"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("help lacks %s", flag)
 		}
+	}
+}
+
+// TestRunNetstack is the README's main command, shortened: ARP, pings
+// and TCP both ways over the embedded stacks, with a pcap of the cable.
+func TestRunNetstack(t *testing.T) {
+	var out, errOut bytes.Buffer
+	pcapFile := filepath.Join(t.TempDir(), "cable.pcap")
+	status := run([]string{"run", "--ping-count", "20", "--ping-interval", "2ms", "--tcp-bytes", "262144", "--pcap", pcapFile}, &out, &errOut)
+	if status != 0 {
+		t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", status, out.String(), errOut.String())
+	}
+	for _, want := range []string{"arp a: 10.0.0.2 is at 02:00:00:00:00:02", "arp b: 10.0.0.1 is at 02:00:00:00:00:01",
+		"ping a->b 10.0.0.2: 20 sent, 20 received, 0.0% loss", "ping b->a 10.0.0.1: 20 sent, 20 received, 0.0% loss",
+		"ping6 a->b fd00::2: 10 sent, 10 received", "tcp a->b: 262144 bytes", "tcp b->a: 262144 bytes", "content verified",
+		"PASS", "pcap: "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if st, err := os.Stat(pcapFile); err != nil || st.Size() < 10000 {
+		t.Errorf("pcap file: %v, %v", st, err)
 	}
 }

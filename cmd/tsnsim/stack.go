@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"tsnsim/host/netstack"
+	"tsnsim/topology"
+)
+
+// stackOptions are the flags of the netstack workload.
+type stackOptions struct {
+	pingCount    int
+	pingInterval time.Duration
+	pingSize     int
+	pingTimeout  time.Duration
+	tcpBytes     int64
+	addrs        [2][]netip.Prefix
+}
+
+func (o *stackOptions) addFlags(fs *pflag.FlagSet) {
+	fs.IntVar(&o.pingCount, "ping-count", 100, "netstack backend: ICMP echo requests each way")
+	fs.DurationVar(&o.pingInterval, "ping-interval", 10*time.Millisecond, "netstack backend: interval between echo requests (the field report used 0.5s)")
+	fs.IntVar(&o.pingSize, "ping-size", 56, "netstack backend: echo payload bytes (0-1472)")
+	fs.DurationVar(&o.pingTimeout, "ping-timeout", time.Second, "netstack backend: wait this long for each echo reply")
+	fs.Int64Var(&o.tcpBytes, "tcp-bytes", 2<<20, "netstack backend: TCP bulk bytes each way (0 skips the transfer)")
+}
+
+func (o *stackOptions) validate() error {
+	switch {
+	case o.pingCount < 0 || o.pingCount > 65535:
+		return fmt.Errorf("--ping-count %d: want 0-65535", o.pingCount)
+	case o.pingInterval < 0:
+		return fmt.Errorf("--ping-interval must not be negative")
+	case o.pingSize < 0 || o.pingSize > 1472:
+		return fmt.Errorf("--ping-size %d: want 0-1472", o.pingSize)
+	case o.pingTimeout <= 0:
+		return fmt.Errorf("--ping-timeout must be positive")
+	case o.tcpBytes < 0:
+		return fmt.Errorf("--tcp-bytes must not be negative")
+	}
+	o.addrs = nodeAddrs()
+	return nil
+}
+
+// nodeAddrs are the addresses of node i: 10.0.0.(i+1)/24 and
+// fd00::(i+1)/64.
+func nodeAddrs() [2][]netip.Prefix {
+	var a [2][]netip.Prefix
+	for i := range 2 {
+		a[i] = []netip.Prefix{
+			netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 24),
+			netip.PrefixFrom(netip.AddrFrom16([16]byte{0: 0xfd, 15: byte(i + 1)}), 64),
+		}
+	}
+	return a
+}
+
+// pingResult summarises one direction's pings.
+type pingResult struct {
+	sent, received int
+	min, max, sum  time.Duration
+	firstErr       error
+}
+
+func (p pingResult) String() string {
+	if p.received == 0 {
+		return fmt.Sprintf("%d sent, 0 received, 100%% loss", p.sent)
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	return fmt.Sprintf("%d sent, %d received, %.1f%% loss, rtt min/avg/max = %.3f/%.3f/%.3f ms",
+		p.sent, p.received, 100*float64(p.sent-p.received)/float64(p.sent),
+		ms(p.min), ms(p.sum/time.Duration(p.received)), ms(p.max))
+}
+
+// ping sends count echo requests from st to peer, one per interval.
+func ping(st *netstack.Stack, peer netip.Addr, count, size int, interval, timeout time.Duration) pingResult {
+	var res pingResult
+	p, err := st.NewPinger(peer)
+	if err != nil {
+		res.firstErr = err
+		return res
+	}
+	defer p.Close()
+	next := time.Now()
+	for seq := range count {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		next = next.Add(interval)
+		res.sent++
+		rtt, err := p.Ping(uint16(seq), size, timeout)
+		if err != nil {
+			if res.firstErr == nil {
+				res.firstErr = err
+			}
+			continue
+		}
+		if res.received == 0 || rtt < res.min {
+			res.min = rtt
+		}
+		res.max = max(res.max, rtt)
+		res.sum += rtt
+		res.received++
+	}
+	return res
+}
+
+// tcpResult is one direction's bulk transfer.
+type tcpResult struct {
+	bytes   int64
+	elapsed time.Duration
+	err     error
+}
+
+// tcpBulk sends n pseudo-random bytes from src to dst over TCP and checks
+// that dst receives exactly them.
+func tcpBulk(ctx context.Context, src, dst *netstack.Stack, dstAddr netip.Addr, port uint16, n int64, seed uint64) tcpResult {
+	l, err := dst.ListenTCP(port, dstAddr.Is6())
+	if err != nil {
+		return tcpResult{err: err}
+	}
+	defer l.Close()
+	recv := make(chan tcpResult, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			recv <- tcpResult{err: err}
+			return
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(10 * time.Minute))
+		want := rand.NewChaCha8([32]byte{0: byte(seed)})
+		got, exp := make([]byte, 64<<10), make([]byte, 64<<10)
+		var total int64
+		for {
+			k, err := c.Read(got)
+			if k > 0 {
+				want.Read(exp[:k])
+				if !bytes.Equal(got[:k], exp[:k]) {
+					recv <- tcpResult{bytes: total, err: fmt.Errorf("content differs after byte %d", total)}
+					return
+				}
+				total += int64(k)
+			}
+			if errors.Is(err, io.EOF) {
+				recv <- tcpResult{bytes: total}
+				return
+			}
+			if err != nil {
+				recv <- tcpResult{bytes: total, err: err}
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	c, err := src.DialTCP(ctx, netip.AddrPortFrom(dstAddr, port))
+	if err != nil {
+		return tcpResult{err: err}
+	}
+	_, err = io.CopyN(c, rand.NewChaCha8([32]byte{0: byte(seed)}), n)
+	c.Close()
+	if err != nil {
+		return tcpResult{err: fmt.Errorf("sending: %w", err)}
+	}
+	select {
+	case res := <-recv:
+		res.elapsed = time.Since(start)
+		if res.err == nil && res.bytes != n {
+			res.err = fmt.Errorf("received %d of %d bytes", res.bytes, n)
+		}
+		return res
+	case <-ctx.Done():
+		return tcpResult{err: ctx.Err()}
+	}
+}
+
+// runStack is the netstack backend: each node an embedded TCP/IP stack;
+// ARP both ways, ping both ways at once, TCP bulk both ways at once.
+func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
+	var stacks [2]*netstack.Stack
+	for i := range 2 {
+		st, err := netstack.New(netstack.Config{Name: cfg.Names[i], MAC: topology.NodeMAC(i), Addrs: o.addrs[i], Logger: cfg.Logger})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		stacks[i] = st
+	}
+	topo := topology.New(cfg, [2]func([]byte) bool{stacks[0].Receive, stacks[1].Receive})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if err := topo.Start(ctx); err != nil {
+		closeTopology(topo, r)
+		return err
+	}
+	for i, st := range stacks {
+		if err := st.Attach(topo.Nodes[i].Driver); err != nil {
+			return err
+		}
+	}
+	peer := func(i, family int) netip.Addr { return o.addrs[1-i][family].Addr() }
+	name := func(i int) string { return topo.Nodes[i].Name }
+	start := time.Now()
+
+	// ARP, then IPv4 pings, IPv6 pings and TCP, each both ways at once.
+	both(func(i int) {
+		t0 := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		mac, err := stacks[i].ResolveLink(rctx, peer(i, 0))
+		if err != nil {
+			r.fail("ARP %s->%s: %v", name(i), name(1-i), err)
+			return
+		}
+		fmt.Fprintf(r.out, "arp %s: %v is at %v (resolved in %v)\n", name(i), peer(i, 0), mac, time.Since(t0).Round(time.Microsecond))
+		if mac.String() != topology.NodeMAC(1-i).String() {
+			r.fail("ARP %s: %v resolved to %v, want %v", name(i), peer(i, 0), mac, topology.NodeMAC(1-i))
+		}
+	})
+	var pings, pings6 [2]pingResult
+	both(func(i int) {
+		pings[i] = ping(stacks[i], peer(i, 0), o.pingCount, o.pingSize, o.pingInterval, o.pingTimeout)
+	})
+	both(func(i int) {
+		pings6[i] = ping(stacks[i], peer(i, 1), min(o.pingCount, 10), o.pingSize, o.pingInterval, o.pingTimeout)
+	})
+	var tcps [2]tcpResult
+	if o.tcpBytes > 0 {
+		both(func(i int) {
+			tcps[i] = tcpBulk(ctx, stacks[i], stacks[1-i], peer(i, 0), uint16(5001+i), o.tcpBytes, uint64(i+1))
+		})
+	}
+	elapsed := time.Since(start)
+	for _, st := range stacks {
+		st.Close() // no more frames offered to the drivers
+	}
+	closeTopology(topo, r)
+
+	for i := range 2 {
+		for _, p := range []struct {
+			label string
+			res   pingResult
+			to    netip.Addr
+		}{{"ping", pings[i], peer(i, 0)}, {"ping6", pings6[i], peer(i, 1)}} {
+			fmt.Fprintf(r.out, "%s %s->%s %v: %v\n", p.label, name(i), name(1-i), p.to, p.res)
+			if p.res.received != p.res.sent {
+				r.fail("%s %s->%s: %d of %d echo replies (first error: %v)", p.label, name(i), name(1-i), p.res.received, p.res.sent, p.res.firstErr)
+			}
+		}
+	}
+	for i, t := range tcps {
+		if o.tcpBytes == 0 {
+			break
+		}
+		if t.err != nil {
+			r.fail("TCP %s->%s: %v", name(i), name(1-i), t.err)
+			continue
+		}
+		fmt.Fprintf(r.out, "tcp %s->%s: %d bytes in %v: %.2f Mbit/s, content verified\n", name(i), name(1-i),
+			t.bytes, t.elapsed.Round(time.Millisecond), float64(t.bytes)*8/t.elapsed.Seconds()/1e6)
+	}
+	topo.WriteReport(r.out, elapsed)
+	var delivered [2]uint64
+	for i, st := range stacks {
+		s := st.Stats()
+		fmt.Fprintf(r.out, "netstack %s: %d frames in, %d out, %d dropped by the driver, %d dropped at a full transmit queue\n",
+			name(i), s.Received, s.Sent, s.SendDropped, s.QueueDropped)
+		delivered[i] = s.Received
+	}
+	r.audit(topo, delivered)
+	return nil
+}
+
+// both runs f(0) and f(1) concurrently and waits for both.
+func both(f func(i int)) {
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() { f(i) })
+	}
+	wg.Wait()
+}
