@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -49,7 +48,7 @@ func runFrames(o *runOptions, cfg topology.Config, r *outcome) error {
 		}
 		res := checkers[1-i].Result()
 		delivered[1-i] = res.Received + res.Foreign
-		fmt.Fprintf(r.out, "%s->%s: %d/%d frames, %d bytes in %v: %.2f Mbit/s, %.0f frames/s\n",
+		r.printf("%s->%s: %d/%d frames, %d bytes in %v: %.2f Mbit/s, %.0f frames/s\n",
 			src, dst, res.Received, o.frames, res.Bytes, elapsed.Round(time.Millisecond),
 			float64(res.Bytes)*8/elapsed.Seconds()/1e6, float64(res.Received)/elapsed.Seconds())
 		if res.Received != o.frames || res.Gaps != 0 {

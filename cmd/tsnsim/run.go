@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -135,15 +136,31 @@ func (o *runOptions) topologyConfig(log *zap.Logger, capture *pcap.Writer) topol
 	return cfg
 }
 
-// outcome collects the verdict of a run.
+// outcome collects the verdict and the printed report of a run. Its
+// methods are safe for concurrent use.
 type outcome struct {
+	mu     sync.Mutex
 	out    io.Writer
 	failed bool
 }
 
+func (r *outcome) printf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.out, format, args...)
+}
+
 func (r *outcome) fail(format string, args ...any) {
+	r.mu.Lock()
 	r.failed = true
-	fmt.Fprintf(r.out, "FAIL: "+format+"\n", args...)
+	r.mu.Unlock()
+	r.printf("FAIL: "+format+"\n", args...)
+}
+
+func (r *outcome) hasFailed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed
 }
 
 // audit checks every counter equation of both directions; delivered[i]
@@ -188,17 +205,16 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		err = runFrames(&o, cfg, r)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
-		r.failed = true
+		r.fail("%v", err)
 	}
 	if capture != nil {
 		if err := capture.Close(); err != nil {
 			r.fail("%v", err)
 		} else {
-			fmt.Fprintf(stdout, "pcap: %d frames written to %s\n", capture.Frames(), o.pcap)
+			r.printf("pcap: %d frames written to %s\n", capture.Frames(), o.pcap)
 		}
 	}
-	if r.failed {
+	if r.hasFailed() {
 		return exitFail
 	}
 	fmt.Fprintln(stdout, "PASS: nothing lost, nothing corrupted; every frame accounted for")

@@ -222,7 +222,7 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 			r.fail("ARP %s->%s: %v", name(i), name(1-i), err)
 			return
 		}
-		fmt.Fprintf(r.out, "arp %s: %v is at %v (resolved in %v)\n", name(i), peer(i, 0), mac, time.Since(t0).Round(time.Microsecond))
+		r.printf("arp %s: %v is at %v (resolved in %v)\n", name(i), peer(i, 0), mac, time.Since(t0).Round(time.Microsecond))
 		if mac.String() != topology.NodeMAC(1-i).String() {
 			r.fail("ARP %s: %v resolved to %v, want %v", name(i), peer(i, 0), mac, topology.NodeMAC(1-i))
 		}
@@ -252,7 +252,7 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 			res   pingResult
 			to    netip.Addr
 		}{{"ping", pings[i], peer(i, 0)}, {"ping6", pings6[i], peer(i, 1)}} {
-			fmt.Fprintf(r.out, "%s %s->%s %v: %v\n", p.label, name(i), name(1-i), p.to, p.res)
+			r.printf("%s %s->%s %v: %v\n", p.label, name(i), name(1-i), p.to, p.res)
 			if p.res.received != p.res.sent {
 				r.fail("%s %s->%s: %d of %d echo replies (first error: %v)", p.label, name(i), name(1-i), p.res.received, p.res.sent, p.res.firstErr)
 			}
@@ -266,14 +266,14 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 			r.fail("TCP %s->%s: %v", name(i), name(1-i), t.err)
 			continue
 		}
-		fmt.Fprintf(r.out, "tcp %s->%s: %d bytes in %v: %.2f Mbit/s, content verified\n", name(i), name(1-i),
+		r.printf("tcp %s->%s: %d bytes in %v: %.2f Mbit/s, content verified\n", name(i), name(1-i),
 			t.bytes, t.elapsed.Round(time.Millisecond), float64(t.bytes)*8/t.elapsed.Seconds()/1e6)
 	}
 	topo.WriteReport(r.out, elapsed)
 	var delivered [2]uint64
 	for i, st := range stacks {
 		s := st.Stats()
-		fmt.Fprintf(r.out, "netstack %s: %d frames in, %d out, %d dropped by the driver, %d dropped at a full transmit queue\n",
+		r.printf("netstack %s: %d frames in, %d out, %d dropped by the driver, %d dropped at a full transmit queue\n",
 			name(i), s.Received, s.Sent, s.SendDropped, s.QueueDropped)
 		delivered[i] = s.Received
 	}
