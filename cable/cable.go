@@ -131,6 +131,9 @@ func (d *direction) wireTime(n int) time.Duration {
 	return time.Duration(int64(n) * 8 * int64(time.Second) / d.cfg.LinkBitsPerSec)
 }
 
+// instant reports whether frames take no time on the cable.
+func (d *direction) instant() bool { return d.cfg.LinkBitsPerSec < 0 && d.cfg.Propagation == 0 }
+
 func (d *direction) run() {
 	defer close(d.done)
 	var t *time.Timer
@@ -142,6 +145,11 @@ func (d *direction) run() {
 			return
 		}
 		arrive := f.sof.Add(d.cfg.Propagation)
+		if d.instant() {
+			d.dst.ReceivePHY(f.frame, arrive)
+			d.count(func(s *Stats) { s.Frames++; s.Bytes += uint64(len(f.frame)) })
+			continue
+		}
 		if wait := time.Until(arrive.Add(d.wireTime(len(f.frame)))); wait > 0 {
 			if t == nil {
 				t = time.NewTimer(wait)

@@ -122,6 +122,11 @@ type txEntry struct {
 	meta    proto.TxMetadata
 	frame   []byte // incl. FCS
 	delayed bool   // moved to its delay window
+	// ready is the earliest emulated time the frame could start: when it
+	// entered the host FIFO, TSN was enabled, or its window opened.
+	ready  time.Time
+	opens  uint64 // SYSCOUNT at which its window opens, when waited is set
+	waited bool   // the scheduler held it for its window
 }
 
 // Chip is one emulated LAN1QTSN. Create it with New, connect its PHY with
@@ -136,9 +141,11 @@ type Chip struct {
 	host     *fifo.FIFO[*txEntry]
 	rxFrames *fifo.FIFO[[]byte]
 	rxMeta   *fifo.FIFO[proto.RxMetadata]
-	hostWr   uint64 // frames written into the host FIFO, ever
-	hostRd   uint64 // frames taken out of the host FIFO, ever
-	sending  bool   // transmitter is serialising a frame
+	hostWr   uint64    // frames written into the host FIFO, ever
+	hostRd   uint64    // frames taken out of the host FIFO, ever
+	sending  bool      // transmitter is serialising a frame
+	lineFree time.Time // when the line is free for the next preamble; transmitter only
+	enabled  time.Time // when TSN_ENABLE was last set
 	phy      Wire
 	errs     [numProtocolErrors]uint64
 

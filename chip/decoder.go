@@ -3,6 +3,7 @@ package chip
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -159,6 +160,12 @@ func (c *Chip) writeRegister(off uint16, v uint32) {
 		c.applyControl()
 		c.wakeTransmitter()
 	case regs.TSNSystemControl:
+		switch on := regs.TSNEnable.Set(c.regs.Get(regs.TSNSystemControl)); {
+		case on && c.enabled.IsZero():
+			c.enabled = time.Now()
+		case !on:
+			c.enabled = time.Time{}
+		}
 		c.wakeTransmitter()
 	}
 }
@@ -181,6 +188,9 @@ func (c *Chip) writeTxFrame(mosi []byte) error {
 		return c.reject(ErrTxRunt, "frame_length %d < %d", fl, proto.MinWireLen)
 	}
 	e := &txEntry{meta: m, frame: append([]byte(nil), mosi[proto.TxWriteHeader:]...)}
+	if c.cfg.LinkBitsPerSec > 0 {
+		e.ready = time.Now() // only the line timeline needs it
+	}
 	if !c.host.Push(e) {
 		c.regs.Add(regs.FSTotalBackPressureEventCnt, 1)
 		c.log.Debug("host FIFO full, TX frame lost", zap.Int("len", sent))

@@ -47,20 +47,30 @@ func (c *Chip) schedule() (*txEntry, time.Duration) {
 		if !ok {
 			return nil, 0
 		}
-		now := c.clock.Now()
 		from, to := e.meta.From.Tick, e.meta.To.Tick
 		if e.delayed {
 			from, to = e.meta.DelayFrom.Tick, e.meta.DelayTo.Tick
 		}
-		switch clock.Window(clock.Low29(now), from, to) {
+		var now uint64
+		state := clock.Inside
+		if (to-from)&clock.TickMask != clock.TickMask { // not an always-open window
+			now = c.clock.Now()
+			state = clock.Window(clock.Low29(now), from, to)
+		}
+		switch state {
 		case clock.Inside:
+			e.ready = later(e.ready, c.enabled)
+			if e.waited {
+				e.ready = later(e.ready, c.clock.TimeOf(e.opens))
+			}
 			c.takeHead()
 			c.regs.Add(regs.FSCHTotalValidEntryCnt, 1)
 			c.regs.Add(regs.FTRSFTotalTxFrameCnt, 1)
 			return e, 0
 		case clock.Early:
-			opens := now + uint64(clock.TicksUntil(clock.Low29(now), from))
-			return nil, max(time.Until(c.clock.TimeOf(opens)), time.Nanosecond)
+			e.opens = now + uint64(clock.TicksUntil(clock.Low29(now), from))
+			e.waited = true
+			return nil, max(time.Until(c.clock.TimeOf(e.opens)), time.Nanosecond)
 		}
 		if !e.delayed && e.meta.FailPolicy&1 == proto.FailRetry {
 			e.delayed = true
@@ -72,6 +82,17 @@ func (c *Chip) schedule() (*txEntry, time.Duration) {
 		c.log.Debug("TX window passed, frame dropped", zap.Uint32("to", to), zap.Uint64("now", now))
 	}
 }
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// maxBackdate bounds how far a frame's start may lie behind the
+// transmitter's wall clock: the real-time timer slack the line absorbs.
+const maxBackdate = 2 * time.Millisecond
 
 func (c *Chip) takeHead() {
 	c.host.Pop()
@@ -107,9 +128,19 @@ func (c *Chip) wireTime(n int) time.Duration {
 // send serialises one frame: preamble, frame, inter-frame gap. The frame
 // is stamped when its first byte after the preamble leaves the MAC (the
 // IEEE 802.1AS message timestamp point); it reaches the wire TxLatency
-// later. It reports false if the chip stopped meanwhile.
+// later. Frames are scheduled on the line's own timeline: a frame starts
+// when the previous one's gap ends (lineFree) or when it became ready
+// (queued, TSN enabled, window open), whichever is later. A timer that
+// wakes late in real time thus delays the transmitter goroutine but not
+// the frames' emulated start times (by at most maxBackdate); in virtual
+// time the goroutine wakes exactly then and nothing changes. It reports
+// false if the chip stopped meanwhile.
 func (c *Chip) send(e *txEntry) bool {
+	timed := c.cfg.LinkBitsPerSec > 0
 	start := time.Now()
+	if timed {
+		start = later(later(c.lineFree, e.ready), start.Add(-maxBackdate))
+	}
 	sof := start.Add(c.wireTime(PreambleLen))
 	stamp := c.clock.At(sof)
 
@@ -130,13 +161,16 @@ func (c *Chip) send(e *txEntry) bool {
 		phy.Send(e.frame, sof.Add(c.cfg.TxLatency))
 	}
 	ok := true
-	if d := time.Until(start.Add(c.wireTime(PreambleLen + len(e.frame) + gap))); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-c.stop:
-			t.Stop()
-			ok = false
+	if timed {
+		c.lineFree = start.Add(c.wireTime(PreambleLen + len(e.frame) + gap))
+		if d := time.Until(c.lineFree); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-c.stop:
+				t.Stop()
+				ok = false
+			}
 		}
 	}
 	c.mu.Lock()

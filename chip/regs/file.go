@@ -6,6 +6,7 @@ import "fmt"
 // use: the chip serialises access under its own lock.
 type File struct {
 	vals   [0x1000 / 8]uint64
+	isLive [0x1000 / 8]bool
 	resets map[uint16]uint64
 	live   func(off uint16) uint64
 
@@ -23,6 +24,9 @@ func NewFile(resets map[uint16]uint64, live func(off uint16) uint64) *File {
 		}
 	}
 	f := &File{resets: resets, live: live}
+	for _, d := range Map {
+		f.isLive[d.Offset/8] = d.Access == Live && live != nil
+	}
 	f.Reset()
 	return f
 }
@@ -42,10 +46,11 @@ func (f *File) Reset() {
 // Get returns the 64-bit value of the register at off (computed for Live
 // registers).
 func (f *File) Get(off uint16) uint64 {
-	if d, ok := index[off]; ok && d.Access == Live && f.live != nil {
+	i := (off & 0xFFF) / 8
+	if f.isLive[i] && off&7 == 0 {
 		return f.live(off)
 	}
-	return f.vals[(off&0xFFF)/8]
+	return f.vals[i]
 }
 
 // Set stores v in the register at off, whatever its access mode: this is
