@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
@@ -15,6 +11,7 @@ import (
 
 	"tsnsim/host/netstack"
 	"tsnsim/topology"
+	"tsnsim/workload"
 )
 
 // stackOptions are the flags of the netstack workload.
@@ -65,125 +62,6 @@ func nodeAddrs() [2][]netip.Prefix {
 	return a
 }
 
-// pingResult summarises one direction's pings.
-type pingResult struct {
-	sent, received int
-	min, max, sum  time.Duration
-	firstErr       error
-}
-
-func (p pingResult) String() string {
-	if p.received == 0 {
-		return fmt.Sprintf("%d sent, 0 received, 100%% loss", p.sent)
-	}
-	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	return fmt.Sprintf("%d sent, %d received, %.1f%% loss, rtt min/avg/max = %.3f/%.3f/%.3f ms",
-		p.sent, p.received, 100*float64(p.sent-p.received)/float64(p.sent),
-		ms(p.min), ms(p.sum/time.Duration(p.received)), ms(p.max))
-}
-
-// ping sends count echo requests from st to peer, one per interval.
-func ping(st *netstack.Stack, peer netip.Addr, count, size int, interval, timeout time.Duration) pingResult {
-	var res pingResult
-	p, err := st.NewPinger(peer)
-	if err != nil {
-		res.firstErr = err
-		return res
-	}
-	defer p.Close()
-	next := time.Now()
-	for seq := range count {
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
-		next = next.Add(interval)
-		res.sent++
-		rtt, err := p.Ping(uint16(seq), size, timeout)
-		if err != nil {
-			if res.firstErr == nil {
-				res.firstErr = err
-			}
-			continue
-		}
-		if res.received == 0 || rtt < res.min {
-			res.min = rtt
-		}
-		res.max = max(res.max, rtt)
-		res.sum += rtt
-		res.received++
-	}
-	return res
-}
-
-// tcpResult is one direction's bulk transfer.
-type tcpResult struct {
-	bytes   int64
-	elapsed time.Duration
-	err     error
-}
-
-// tcpBulk sends n pseudo-random bytes from src to dst over TCP and checks
-// that dst receives exactly them.
-func tcpBulk(ctx context.Context, src, dst *netstack.Stack, dstAddr netip.Addr, port uint16, n int64, seed uint64) tcpResult {
-	l, err := dst.ListenTCP(port, dstAddr.Is6())
-	if err != nil {
-		return tcpResult{err: err}
-	}
-	defer l.Close()
-	recv := make(chan tcpResult, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			recv <- tcpResult{err: err}
-			return
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(10 * time.Minute))
-		want := rand.NewChaCha8([32]byte{0: byte(seed)})
-		got, exp := make([]byte, 64<<10), make([]byte, 64<<10)
-		var total int64
-		for {
-			k, err := c.Read(got)
-			if k > 0 {
-				want.Read(exp[:k])
-				if !bytes.Equal(got[:k], exp[:k]) {
-					recv <- tcpResult{bytes: total, err: fmt.Errorf("content differs after byte %d", total)}
-					return
-				}
-				total += int64(k)
-			}
-			if errors.Is(err, io.EOF) {
-				recv <- tcpResult{bytes: total}
-				return
-			}
-			if err != nil {
-				recv <- tcpResult{bytes: total, err: err}
-				return
-			}
-		}
-	}()
-	start := time.Now()
-	c, err := src.DialTCP(ctx, netip.AddrPortFrom(dstAddr, port))
-	if err != nil {
-		return tcpResult{err: err}
-	}
-	_, err = io.CopyN(c, rand.NewChaCha8([32]byte{0: byte(seed)}), n)
-	c.Close()
-	if err != nil {
-		return tcpResult{err: fmt.Errorf("sending: %w", err)}
-	}
-	select {
-	case res := <-recv:
-		res.elapsed = time.Since(start)
-		if res.err == nil && res.bytes != n {
-			res.err = fmt.Errorf("received %d of %d bytes", res.bytes, n)
-		}
-		return res
-	case <-ctx.Done():
-		return tcpResult{err: ctx.Err()}
-	}
-}
-
 // runStack is the netstack backend: each node an embedded TCP/IP stack;
 // ARP both ways, ping both ways at once, TCP bulk both ways at once.
 func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
@@ -227,17 +105,17 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 			r.fail("ARP %s: %v resolved to %v, want %v", name(i), peer(i, 0), mac, topology.NodeMAC(1-i))
 		}
 	})
-	var pings, pings6 [2]pingResult
+	var pings, pings6 [2]workload.PingResult
 	both(func(i int) {
-		pings[i] = ping(stacks[i], peer(i, 0), o.pingCount, o.pingSize, o.pingInterval, o.pingTimeout)
+		pings[i] = workload.Ping(stacks[i], peer(i, 0), o.pingCount, o.pingSize, o.pingInterval, o.pingTimeout)
 	})
 	both(func(i int) {
-		pings6[i] = ping(stacks[i], peer(i, 1), min(o.pingCount, 10), o.pingSize, o.pingInterval, o.pingTimeout)
+		pings6[i] = workload.Ping(stacks[i], peer(i, 1), min(o.pingCount, 10), o.pingSize, o.pingInterval, o.pingTimeout)
 	})
-	var tcps [2]tcpResult
+	var tcps [2]workload.TCPResult
 	if o.tcpBytes > 0 {
 		both(func(i int) {
-			tcps[i] = tcpBulk(ctx, stacks[i], stacks[1-i], peer(i, 0), uint16(5001+i), o.tcpBytes, uint64(i+1))
+			tcps[i] = workload.TCPBulk(ctx, stacks[i], stacks[1-i], peer(i, 0), uint16(5001+i), o.tcpBytes, uint64(i+1))
 		})
 	}
 	elapsed := time.Since(start)
@@ -249,12 +127,12 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 	for i := range 2 {
 		for _, p := range []struct {
 			label string
-			res   pingResult
+			res   workload.PingResult
 			to    netip.Addr
 		}{{"ping", pings[i], peer(i, 0)}, {"ping6", pings6[i], peer(i, 1)}} {
 			r.printf("%s %s->%s %v: %v\n", p.label, name(i), name(1-i), p.to, p.res)
-			if p.res.received != p.res.sent {
-				r.fail("%s %s->%s: %d of %d echo replies (first error: %v)", p.label, name(i), name(1-i), p.res.received, p.res.sent, p.res.firstErr)
+			if p.res.Received != p.res.Sent {
+				r.fail("%s %s->%s: %d of %d echo replies (first error: %v)", p.label, name(i), name(1-i), p.res.Received, p.res.Sent, p.res.FirstErr)
 			}
 		}
 	}
@@ -262,12 +140,12 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 		if o.tcpBytes == 0 {
 			break
 		}
-		if t.err != nil {
-			r.fail("TCP %s->%s: %v", name(i), name(1-i), t.err)
+		if t.Err != nil {
+			r.fail("TCP %s->%s: %v", name(i), name(1-i), t.Err)
 			continue
 		}
 		r.printf("tcp %s->%s: %d bytes in %v: %.2f Mbit/s, content verified\n", name(i), name(1-i),
-			t.bytes, t.elapsed.Round(time.Millisecond), float64(t.bytes)*8/t.elapsed.Seconds()/1e6)
+			t.Bytes, t.Elapsed.Round(time.Millisecond), float64(t.Bytes)*8/t.Elapsed.Seconds()/1e6)
 	}
 	topo.WriteReport(r.out, elapsed)
 	var delivered [2]uint64
