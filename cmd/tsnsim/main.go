@@ -56,7 +56,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 // parseFlags parses args into fs, printing help on --help.
 func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (ok bool, status int) {
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	usage := fs.Usage
+	fs.Usage = func() {} // printed below, on the right stream
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fs.SetOutput(stdout)
 			fs.Usage()
