@@ -12,6 +12,7 @@ package chip
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -138,14 +139,14 @@ type Chip struct {
 
 	mu       sync.Mutex
 	regs     *regs.File
-	host     *fifo.FIFO[*txEntry]
+	host     *fifo.FIFO[txEntry]
 	rxFrames *fifo.FIFO[[]byte]
 	rxMeta   *fifo.FIFO[proto.RxMetadata]
-	hostWr   uint64    // frames written into the host FIFO, ever
-	hostRd   uint64    // frames taken out of the host FIFO, ever
-	sending  bool      // transmitter is serialising a frame
-	lineFree time.Time // when the line is free for the next preamble; transmitter only
-	enabled  time.Time // when TSN_ENABLE was last set
+	hostWr   uint64      // frames written into the host FIFO, ever
+	hostRd   uint64      // frames taken out of the host FIFO, ever
+	sending  atomic.Bool // transmitter is serialising a frame
+	lineFree time.Time   // when the line is free for the next preamble; transmitter only
+	enabled  time.Time   // when TSN_ENABLE was last set
 	phy      Wire
 	errs     [numProtocolErrors]uint64
 
@@ -169,7 +170,7 @@ func New(cfg Config) *Chip {
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
-	c.host = fifo.New[*txEntry](cfg.HostFIFOFrames, nil)
+	c.host = fifo.New[txEntry](cfg.HostFIFOFrames, nil)
 	c.rxFrames = fifo.New(cfg.RxFrameFIFOWords, frameWords)
 	c.rxMeta = fifo.New[proto.RxMetadata](cfg.RxMetaFIFOSize, nil)
 	c.regs = regs.NewFile(c.resetValues(), c.liveRegister)
@@ -345,7 +346,7 @@ func (c *Chip) Stats() Stats {
 		HostFIFO:             c.host.Stats(),
 		RxFrameFIFO:          c.rxFrames.Stats(),
 		RxMetaFIFO:           c.rxMeta.Stats(),
-		Transmitting:         c.sending,
+		Transmitting:         c.sending.Load(),
 	}
 	for k, n := range c.errs {
 		if n > 0 {

@@ -187,15 +187,19 @@ func (c *Chip) writeTxFrame(mosi []byte) error {
 	case fl < proto.MinWireLen:
 		return c.reject(ErrTxRunt, "frame_length %d < %d", fl, proto.MinWireLen)
 	}
-	e := &txEntry{meta: m, frame: append([]byte(nil), mosi[proto.TxWriteHeader:]...)}
-	if c.cfg.LinkBitsPerSec > 0 {
-		e.ready = time.Now() // only the line timeline needs it
-	}
-	if !c.host.Push(e) {
+	e := txEntry{meta: m}
+	if !c.host.Fits(e) {
+		c.host.Push(e) // counts the drop
 		c.regs.Add(regs.FSTotalBackPressureEventCnt, 1)
 		c.log.Debug("host FIFO full, TX frame lost", zap.Int("len", sent))
 		return nil
 	}
+	e.frame = make([]byte, sent)
+	copy(e.frame, mosi[proto.TxWriteHeader:])
+	if c.cfg.LinkBitsPerSec > 0 {
+		e.ready = time.Now() // only the line timeline needs it
+	}
+	c.host.Push(e)
 	c.hostWr++
 	c.regs.Add(regs.FSTotalRxFrameCnt, 1)
 	c.regs.Add(regs.FSTotalRx16ByteCnt, uint64((proto.TxMetaLen+sent+15)/16))

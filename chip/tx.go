@@ -20,10 +20,10 @@ func (c *Chip) transmitter() {
 	defer c.log.Debug("transmitter stopped")
 	for {
 		c.mu.Lock()
-		e, wait := c.schedule()
+		e, ok, wait := c.schedule()
 		c.mu.Unlock()
-		if e != nil {
-			if !c.send(e) {
+		if ok {
+			if !c.send(&e) {
 				return
 			}
 			continue
@@ -38,14 +38,14 @@ func (c *Chip) transmitter() {
 // to send now, or how long to wait (0: until woken). Frames whose window
 // passed are dropped or moved to their delay window here. Called with
 // c.mu held.
-func (c *Chip) schedule() (*txEntry, time.Duration) {
+func (c *Chip) schedule() (txEntry, bool, time.Duration) {
 	if !regs.TSNEnable.Set(c.regs.Get(regs.TSNSystemControl)) {
-		return nil, 0
+		return txEntry{}, false, 0
 	}
 	for {
-		e, ok := c.host.Peek()
-		if !ok {
-			return nil, 0
+		e := c.host.Front()
+		if e == nil {
+			return txEntry{}, false, 0
 		}
 		from, to := e.meta.From.Tick, e.meta.To.Tick
 		if e.delayed {
@@ -63,14 +63,15 @@ func (c *Chip) schedule() (*txEntry, time.Duration) {
 			if e.waited {
 				e.ready = later(e.ready, c.clock.TimeOf(e.opens))
 			}
+			out := *e
 			c.takeHead()
 			c.regs.Add(regs.FSCHTotalValidEntryCnt, 1)
 			c.regs.Add(regs.FTRSFTotalTxFrameCnt, 1)
-			return e, 0
+			return out, true, 0
 		case clock.Early:
 			e.opens = now + uint64(clock.TicksUntil(clock.Low29(now), from))
 			e.waited = true
-			return nil, max(time.Until(c.clock.TimeOf(e.opens)), time.Nanosecond)
+			return txEntry{}, false, max(time.Until(c.clock.TimeOf(e.opens)), time.Nanosecond)
 		}
 		if !e.delayed && e.meta.FailPolicy&1 == proto.FailRetry {
 			e.delayed = true
@@ -145,7 +146,7 @@ func (c *Chip) send(e *txEntry) bool {
 	stamp := c.clock.At(sof)
 
 	c.mu.Lock()
-	c.sending = true
+	c.sending.Store(true)
 	gap := int(regs.TxInterFrameGap.Get(c.regs.Get(regs.TSNTxControl)))
 	c.regs.Add(regs.FTTotalTxFrameCnt, 1)
 	c.regs.Add(regs.FTTotalTxByteCnt, uint64(len(e.frame)))
@@ -173,8 +174,6 @@ func (c *Chip) send(e *txEntry) bool {
 			}
 		}
 	}
-	c.mu.Lock()
-	c.sending = false
-	c.mu.Unlock()
+	c.sending.Store(false)
 	return ok
 }

@@ -74,6 +74,15 @@ func (f *FIFO[T]) Peek() (v T, ok bool) {
 	return f.items[f.head], true
 }
 
+// Front returns a pointer to the oldest item, for updating it in place,
+// or nil when empty. The pointer is valid until the next Push or Pop.
+func (f *FIFO[T]) Front() *T {
+	if f.head == len(f.items) {
+		return nil
+	}
+	return &f.items[f.head]
+}
+
 // Pop removes and returns the oldest item.
 func (f *FIFO[T]) Pop() (v T, ok bool) {
 	if f.head == len(f.items) {
