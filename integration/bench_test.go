@@ -127,7 +127,7 @@ func BenchmarkOneWay(b *testing.B) {
 
 func benchEmulatedOneWay(b *testing.B, size int) {
 	r := newWindowedRun(b.N, size)
-	topo := topology.New(topology.Config{
+	topo := newTopology(b, topology.Config{
 		Chip:  chip.Config{LinkBitsPerSec: -1},
 		SPI:   spibridge.Timing{}, // unthrottled
 		Cable: cable.Config{LinkBitsPerSec: -1, Propagation: -1},
@@ -229,7 +229,7 @@ func benchModelOn(b *testing.B, size int) {
 		received.Add(1)
 		return true
 	}
-	topo := topology.New(topology.Config{
+	topo := newTopology(b, topology.Config{
 		Chip: chip.Config{LinkBitsPerSec: chip.DefaultLinkBitsPerSec},
 		SPI:  timing,
 	}, [2]func([]byte) bool{nil, receive})

@@ -20,7 +20,7 @@ func TestBidirectionalMixedSizes(t *testing.T) {
 		const n = 3000
 		ss := streams(0)
 		checkers := [2]*traffic.Checker{traffic.NewChecker(ss[1]), traffic.NewChecker(ss[0])}
-		topo := topology.New(topology.Config{SPI: spibridge.DefaultTiming()},
+		topo := newTopology(t, topology.Config{SPI: spibridge.DefaultTiming()},
 			[2]func([]byte) bool{checkers[0].Receive, checkers[1].Receive})
 		ctx := context.Background()
 		if err := topo.Start(ctx); err != nil {

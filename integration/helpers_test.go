@@ -36,3 +36,13 @@ func assertAccounting(t *testing.T, topo *topology.Topology, i int, received uin
 		t.Error(err)
 	}
 }
+
+// newTopology builds a topology or fails the test.
+func newTopology(tb testing.TB, cfg topology.Config, receive [2]func([]byte) bool) *topology.Topology {
+	tb.Helper()
+	topo, err := topology.New(cfg, receive)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return topo
+}

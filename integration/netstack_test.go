@@ -33,7 +33,7 @@ func stackPair(tb testing.TB, spi spibridge.Timing) (*topology.Topology, [2]*net
 		}
 		stacks[i] = st
 	}
-	topo := topology.New(topology.Config{SPI: spi, Chip: chip.Config{}},
+	topo := newTopology(tb, topology.Config{SPI: spi, Chip: chip.Config{}},
 		[2]func([]byte) bool{stacks[0].Receive, stacks[1].Receive})
 	if err := topo.Start(context.Background()); err != nil {
 		tb.Fatal(err)

@@ -47,7 +47,7 @@ func pingBothWays(t *testing.T, ring int, spi spibridge.Timing, count int, inter
 			return true
 		}
 	}
-	topo = topology.New(topology.Config{SPI: spi, Driver: driver.Config{TxRingSize: ring}},
+	topo = newTopology(t, topology.Config{SPI: spi, Driver: driver.Config{TxRingSize: ring}},
 		[2]func([]byte) bool{echo(0), echo(1)})
 	ctx := context.Background()
 	if err := topo.Start(ctx); err != nil {

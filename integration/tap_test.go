@@ -91,7 +91,7 @@ func newTAPPair(t *testing.T, tm spibridge.Timing) *tapPair {
 			}
 		})
 	}
-	p.topo = topology.New(topology.Config{SPI: tm, Logger: log},
+	p.topo = newTopology(t, topology.Config{SPI: tm, Logger: log},
 		[2]func([]byte) bool{p.devs[0].Receive, p.devs[1].Receive})
 	if err := p.topo.Start(context.Background()); err != nil {
 		t.Fatal(err)

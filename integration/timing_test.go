@@ -391,7 +391,7 @@ func runLoadedTopology(t *testing.T, tm spibridge.Timing, n uint64) {
 	t.Helper()
 	ss := streams(0)
 	checkers := [2]*traffic.Checker{traffic.NewChecker(ss[1]), traffic.NewChecker(ss[0])}
-	topo := topology.New(topology.Config{SPI: tm}, [2]func([]byte) bool{checkers[0].Receive, checkers[1].Receive})
+	topo := newTopology(t, topology.Config{SPI: tm}, [2]func([]byte) bool{checkers[0].Receive, checkers[1].Receive})
 	ctx := context.Background()
 	if err := topo.Start(ctx); err != nil {
 		t.Fatal(err)

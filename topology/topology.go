@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -26,15 +27,25 @@ type Config struct {
 	SPI    spibridge.Timing
 	Cable  cable.Config
 	Driver driver.Config
-	Logger *zap.Logger
+	// Transport, if set, carries node i's SPI bus to its driver: it
+	// returns the transport the driver core uses instead of bus itself
+	// (a socket client to a server serving bus, a tracing wrapper, ...)
+	// and what to close after the driver has stopped. Nil: the driver
+	// uses the in-process bus directly.
+	Transport func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error)
+	Logger    *zap.Logger
 }
 
 // Node is one emulated board: chip, SPI bus, driver.
 type Node struct {
-	Name   string
-	Chip   *chip.Chip
-	Bus    *spibridge.InProcess
-	Driver *driver.Driver
+	Name string
+	Chip *chip.Chip
+	Bus  *spibridge.InProcess // the chip's bus, with the timing model
+	// Transport is what the driver core drives: Bus itself, or what
+	// Config.Transport made of it.
+	Transport spibridge.Transport
+	Driver    *driver.Driver
+	closer    io.Closer
 }
 
 // Topology is two nodes and the cable between them.
@@ -47,8 +58,8 @@ type Topology struct {
 // New builds the topology; receive[i] takes the frames node i receives
 // (nil: every frame is counted as dropped). The chips share one epoch, so
 // their SYSCOUNT clocks are aligned; the link speed of the chips is given
-// to the cable.
-func New(cfg Config, receive [2]func([]byte) bool) *Topology {
+// to the cable. It fails only if Config.Transport does.
+func New(cfg Config, receive [2]func([]byte) bool) (*Topology, error) {
 	if cfg.Names == ([2]string{}) {
 		cfg.Names = [2]string{"a", "b"}
 	}
@@ -69,14 +80,40 @@ func New(cfg Config, receive [2]func([]byte) bool) *Topology {
 		cc.Logger = cfg.Logger
 		c := chip.New(cc)
 		bus := spibridge.NewInProcess(c, cfg.SPI, cfg.Logger.With(zap.String("node", cc.Name)))
+		n := &Node{Name: cc.Name, Chip: c, Bus: bus, Transport: bus}
+		if cfg.Transport != nil {
+			tr, closer, err := cfg.Transport(i, bus)
+			if err != nil {
+				bus.Close()
+				t.closeTransports()
+				return nil, fmt.Errorf("topology: transport of %s: %w", cc.Name, err)
+			}
+			n.Transport, n.closer = tr, closer
+		}
 		dc := cfg.Driver
 		dc.Name = cfg.Names[i]
 		dc.Receive = receive[i]
 		dc.Logger = cfg.Logger
-		t.Nodes[i] = &Node{Name: cc.Name, Chip: c, Bus: bus, Driver: driver.New(bus, dc)}
+		n.Driver = driver.New(n.Transport, dc)
+		t.Nodes[i] = n
 	}
 	t.Cable = cable.Connect(t.Nodes[0].Chip, t.Nodes[1].Chip, cfg.Cable)
-	return t
+	return t, nil
+}
+
+// closeTransports closes what Config.Transport made, then the buses.
+func (t *Topology) closeTransports() []error {
+	var errs []error
+	for _, n := range t.Nodes {
+		if n == nil {
+			continue
+		}
+		if n.closer != nil {
+			errs = append(errs, n.closer.Close())
+		}
+		errs = append(errs, n.Bus.Close())
+	}
+	return errs
 }
 
 // NodeMAC is the TSN_MAC_ADDR reset value of node i: a locally
@@ -110,9 +147,7 @@ func (t *Topology) Close(ctx context.Context) error {
 		n.Chip.Close()
 	}
 	t.Cable.Close()
-	for _, n := range t.Nodes {
-		errs = append(errs, n.Bus.Close())
-	}
+	errs = append(errs, t.closeTransports()...)
 	t.log.Debug("topology closed")
 	return errors.Join(errs...)
 }

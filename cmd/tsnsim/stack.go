@@ -74,7 +74,10 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 		defer st.Close()
 		stacks[i] = st
 	}
-	topo := topology.New(cfg, [2]func([]byte) bool{stacks[0].Receive, stacks[1].Receive})
+	topo, err := topology.New(cfg, [2]func([]byte) bool{stacks[0].Receive, stacks[1].Receive})
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	if err := topo.Start(ctx); err != nil {
