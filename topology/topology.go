@@ -60,33 +60,17 @@ type Topology struct {
 // their SYSCOUNT clocks are aligned; the link speed of the chips is given
 // to the cable. It fails only if Config.Transport does.
 func New(cfg Config, receive [2]func([]byte) bool) (*Topology, error) {
-	if cfg.Names == ([2]string{}) {
-		cfg.Names = [2]string{"a", "b"}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
-	if cfg.Chip.Epoch.IsZero() {
-		cfg.Chip.Epoch = time.Now()
-	}
-	if cfg.Cable.LinkBitsPerSec == 0 {
-		cfg.Cable.LinkBitsPerSec = cfg.Chip.LinkBitsPerSec
-	}
+	cfg = cfg.WithDefaults()
 	t := &Topology{log: cfg.Logger.Named("topology")}
 	for i := range t.Nodes {
-		cc := cfg.Chip
-		cc.Name = cfg.Names[i]
-		cc.MAC = NodeMAC(i)
-		cc.Logger = cfg.Logger
-		c := chip.New(cc)
-		bus := spibridge.NewInProcess(c, cfg.SPI, cfg.Logger.With(zap.String("node", cc.Name)))
-		n := &Node{Name: cc.Name, Chip: c, Bus: bus, Transport: bus}
+		c, bus := NewChip(cfg, i)
+		n := &Node{Name: c.Name(), Chip: c, Bus: bus, Transport: bus}
 		if cfg.Transport != nil {
 			tr, closer, err := cfg.Transport(i, bus)
 			if err != nil {
 				bus.Close()
 				t.closeTransports()
-				return nil, fmt.Errorf("topology: transport of %s: %w", cc.Name, err)
+				return nil, fmt.Errorf("topology: transport of %s: %w", n.Name, err)
 			}
 			n.Transport, n.closer = tr, closer
 		}
@@ -99,6 +83,37 @@ func New(cfg Config, receive [2]func([]byte) bool) (*Topology, error) {
 	}
 	t.Cable = cable.Connect(t.Nodes[0].Chip, t.Nodes[1].Chip, cfg.Cable)
 	return t, nil
+}
+
+// WithDefaults fills the fields New would: names "a" and "b", a nop
+// logger, one epoch for both chips (now), the chips' link speed for the
+// cable. Callers building chips one at a time (NewChip) use it once.
+func (cfg Config) WithDefaults() Config {
+	if cfg.Names == ([2]string{}) {
+		cfg.Names = [2]string{"a", "b"}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Chip.Epoch.IsZero() {
+		cfg.Chip.Epoch = time.Now()
+	}
+	if cfg.Cable.LinkBitsPerSec == 0 {
+		cfg.Cable.LinkBitsPerSec = cfg.Chip.LinkBitsPerSec
+	}
+	return cfg
+}
+
+// NewChip builds node i's chip (named cfg.Names[i], MAC NodeMAC(i)) and
+// its SPI bus, without a driver: what New builds for each node, and what
+// `tsnsim chip serve` serves. cfg must have its defaults (WithDefaults).
+func NewChip(cfg Config, i int) (*chip.Chip, *spibridge.InProcess) {
+	cc := cfg.Chip
+	cc.Name = cfg.Names[i]
+	cc.MAC = NodeMAC(i)
+	cc.Logger = cfg.Logger
+	c := chip.New(cc)
+	return c, spibridge.NewInProcess(c, cfg.SPI, cfg.Logger.With(zap.String("node", cc.Name)))
 }
 
 // closeTransports closes what Config.Transport made, then the buses.

@@ -31,17 +31,8 @@ type runOptions struct {
 	backend string
 	pcap    string
 
-	// Topology.
-	txRing      int
-	spiClock    int64
-	spiOverhead time.Duration
-	spiTimeout  time.Duration
-	linkSpeed   int64
-	cableDelay  time.Duration
-	hostFIFO    int
-	rxFrameFIFO int
-	rxMetaFIFO  int
-
+	txRing int
+	modelOptions
 	stackOptions
 	framesOptions
 	tapOptions
@@ -55,14 +46,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.StringVar(&o.backend, "backend", backendNetstack, "host side of each node: netstack (embedded userspace TCP/IP stack, rootless), tap (TAP device and the Linux stack, root), frames (numbered test frames, no stack)")
 	fs.StringVar(&o.pcap, "pcap", "", "write every frame on the virtual cable to this pcap file (emulated timestamps)")
 	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries (1 reproduces the field driver's loss)")
-	fs.Int64Var(&o.spiClock, "spi-clock", spibridge.DefaultClockHz, "SPI clock in Hz; 0 turns the SPI timing model off (unthrottled)")
-	fs.DurationVar(&o.spiOverhead, "spi-overhead", spibridge.DefaultOverhead, "per-transfer host overhead, bus held")
-	fs.DurationVar(&o.spiTimeout, "spi-timeout", 0, "per-transfer timeout; 0 uses the Linux 6.x formula max(len*16/kHz, 500) ms")
-	fs.Int64Var(&o.linkSpeed, "link-speed", chip.DefaultLinkBitsPerSec, "Ethernet link speed in bit/s; 0 turns serialisation timing off")
-	fs.DurationVar(&o.cableDelay, "cable-delay", cable.DefaultPropagation, "cable propagation delay")
-	fs.IntVar(&o.hostFIFO, "host-fifo", chip.DefaultHostFIFOFrames, "chip host TX FIFO capacity in frames (max 1023)")
-	fs.IntVar(&o.rxFrameFIFO, "rx-frame-fifo", chip.DefaultRxFrameFIFOWords, "chip RX frame FIFO capacity in 16-byte words (max 8191)")
-	fs.IntVar(&o.rxMetaFIFO, "rx-meta-fifo", chip.DefaultRxMetaFIFOSize, "chip RX metadata FIFO capacity in entries (max 511)")
+	o.modelOptions.addFlags(fs)
 	o.stackOptions.addFlags(fs)
 	o.framesOptions.addFlags(fs)
 	o.tapOptions.addFlags(fs)
@@ -87,6 +71,47 @@ func (o *runOptions) validate() error {
 		return fmt.Errorf("--backend %q: want %s, %s or %s", o.backend, backendNetstack, backendTAP, backendFrames)
 	case o.txRing < 1:
 		return fmt.Errorf("--tx-ring %d: want at least 1", o.txRing)
+	}
+	if err := o.modelOptions.validate(); err != nil {
+		return err
+	}
+	switch o.backend {
+	case backendNetstack:
+		return o.stackOptions.validate()
+	case backendFrames:
+		return o.framesOptions.validate()
+	case backendTAP:
+		return o.tapOptions.validate()
+	}
+	return nil
+}
+
+// modelOptions are the flags of the emulated hardware: chips, SPI buses
+// and cable; tsnsim run and tsnsim chip serve share them.
+type modelOptions struct {
+	spiClock    int64
+	spiOverhead time.Duration
+	spiTimeout  time.Duration
+	linkSpeed   int64
+	cableDelay  time.Duration
+	hostFIFO    int
+	rxFrameFIFO int
+	rxMetaFIFO  int
+}
+
+func (o *modelOptions) addFlags(fs *pflag.FlagSet) {
+	fs.Int64Var(&o.spiClock, "spi-clock", spibridge.DefaultClockHz, "SPI clock in Hz; 0 turns the SPI timing model off (unthrottled)")
+	fs.DurationVar(&o.spiOverhead, "spi-overhead", spibridge.DefaultOverhead, "per-transfer host overhead, bus held")
+	fs.DurationVar(&o.spiTimeout, "spi-timeout", 0, "per-transfer timeout; 0 uses the Linux 6.x formula max(len*16/kHz, 500) ms")
+	fs.Int64Var(&o.linkSpeed, "link-speed", chip.DefaultLinkBitsPerSec, "Ethernet link speed in bit/s; 0 turns serialisation timing off")
+	fs.DurationVar(&o.cableDelay, "cable-delay", cable.DefaultPropagation, "cable propagation delay")
+	fs.IntVar(&o.hostFIFO, "host-fifo", chip.DefaultHostFIFOFrames, "chip host TX FIFO capacity in frames (max 1023)")
+	fs.IntVar(&o.rxFrameFIFO, "rx-frame-fifo", chip.DefaultRxFrameFIFOWords, "chip RX frame FIFO capacity in 16-byte words (max 8191)")
+	fs.IntVar(&o.rxMetaFIFO, "rx-meta-fifo", chip.DefaultRxMetaFIFOSize, "chip RX metadata FIFO capacity in entries (max 511)")
+}
+
+func (o *modelOptions) validate() error {
+	switch {
 	case o.spiClock < 0:
 		return fmt.Errorf("--spi-clock %d: want 0 (off) or a positive frequency", o.spiClock)
 	case o.spiOverhead < 0 || o.spiTimeout < 0 || o.cableDelay < 0:
@@ -100,18 +125,11 @@ func (o *runOptions) validate() error {
 	case o.rxMetaFIFO < 1 || o.rxMetaFIFO > 511:
 		return fmt.Errorf("--rx-meta-fifo %d: want 1-511", o.rxMetaFIFO)
 	}
-	switch o.backend {
-	case backendNetstack:
-		return o.stackOptions.validate()
-	case backendFrames:
-		return o.framesOptions.validate()
-	case backendTAP:
-		return o.tapOptions.validate()
-	}
 	return nil
 }
 
-func (o *runOptions) topologyConfig(log *zap.Logger, capture *pcap.Writer) topology.Config {
+// topologyConfig is the emulated hardware as the flags set it.
+func (o *modelOptions) topologyConfig(log *zap.Logger, capture *pcap.Writer) topology.Config {
 	link := o.linkSpeed
 	if link == 0 {
 		link = -1
@@ -127,7 +145,6 @@ func (o *runOptions) topologyConfig(log *zap.Logger, capture *pcap.Writer) topol
 		},
 		SPI:    spibridge.Timing{ClockHz: o.spiClock, Overhead: o.spiOverhead, Timeout: o.spiTimeout},
 		Cable:  cable.Config{LinkBitsPerSec: link, Propagation: delay},
-		Driver: driver.Config{TxRingSize: o.txRing},
 		Logger: log,
 	}
 	if capture != nil {
@@ -195,6 +212,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	r := &outcome{out: stdout}
 	cfg := o.topologyConfig(log, capture)
+	cfg.Driver = driver.Config{TxRingSize: o.txRing}
 	var err error
 	switch o.backend {
 	case backendNetstack:
