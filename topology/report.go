@@ -15,7 +15,11 @@ import (
 func (t *Topology) WriteReport(w io.Writer, elapsed time.Duration) {
 	for _, n := range t.Nodes {
 		s := n.Driver.Stats()
-		fmt.Fprintf(w, "%s: mac %s\n", n.Name, n.Chip.MAC())
+		if n.Chip != nil {
+			fmt.Fprintf(w, "%s: mac %s\n", n.Name, n.Chip.MAC())
+		} else {
+			fmt.Fprintf(w, "%s: attached over %T\n", n.Name, n.Transport)
+		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "    RX:\tbytes\tpackets\terrors\tdropped\tlength\tcrc\tfifo\n")
 		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.RxBytes, s.RxPackets, s.RxErrors, s.RxDropped,
@@ -25,14 +29,18 @@ func (t *Topology) WriteReport(w io.Writer, elapsed time.Duration) {
 			s.TxBusy, s.TxQueued, s.TxOffered)
 		tw.Flush()
 
-		b := n.Bus.Stats()
-		util := 0.0
-		if elapsed > 0 {
-			util = 100 * float64(b.Busy) / float64(elapsed)
+		if n.Bus != nil {
+			b := n.Bus.Stats()
+			util := 0.0
+			if elapsed > 0 {
+				util = 100 * float64(b.Busy) / float64(elapsed)
+			}
+			fmt.Fprintf(w, "    SPI: %d transfers, %d bytes, busy %v (%.1f%%), max wait %v, timeouts %d, rejected %d, worker errors %d\n",
+				b.Transfers, b.Bytes, b.Busy.Round(time.Microsecond), util, b.MaxWait.Round(time.Microsecond),
+				b.Timeouts, b.Rejected, s.SPIErrors)
+		} else {
+			fmt.Fprintf(w, "    SPI: worker errors %d (bus accounting is in the chip server's report)\n", s.SPIErrors)
 		}
-		fmt.Fprintf(w, "    SPI: %d transfers, %d bytes, busy %v (%.1f%%), max wait %v, timeouts %d, rejected %d, worker errors %d\n",
-			b.Transfers, b.Bytes, b.Busy.Round(time.Microsecond), util, b.MaxWait.Round(time.Microsecond),
-			b.Timeouts, b.Rejected, s.SPIErrors)
 
 		fmt.Fprintf(w, "    chip counters:\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -40,14 +48,20 @@ func (t *Topology) WriteReport(w io.Writer, elapsed time.Duration) {
 			if d.Access != regs.Counter {
 				continue
 			}
-			if v := n.Chip.Register(d.Offset); v != 0 {
+			if v := n.registers().Register(d.Offset); v != 0 {
 				fmt.Fprintf(tw, "      %s\t%d\n", d.Name, v)
 			}
 		}
 		tw.Flush()
+		if n.Chip == nil {
+			continue
+		}
 		cs := n.Chip.Stats()
 		fmt.Fprintf(w, "    model: protocol errors %d %v, read-only writes %d, unmapped writes %d, host FIFO %d queued, RX FIFO %d queued\n",
 			cs.ProtocolErrors, cs.ProtocolErrorsByKind, cs.ReadOnlyWrites, cs.UnmappedWrites, cs.HostFIFO.Len, cs.RxMetaFIFO.Len)
+	}
+	if t.Cable == nil {
+		return
 	}
 	ab, ba := t.Cable.Stats()
 	fmt.Fprintf(w, "cable: %s->%s %d frames %d bytes; %s->%s %d frames %d bytes; lost at close %d\n",

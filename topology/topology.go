@@ -46,6 +46,7 @@ type Node struct {
 	Transport spibridge.Transport
 	Driver    *driver.Driver
 	closer    io.Closer
+	final     snapshot // attached: the chip's registers read at Close
 }
 
 // Topology is two nodes and the cable between them.
@@ -126,7 +127,9 @@ func (t *Topology) closeTransports() []error {
 		if n.closer != nil {
 			errs = append(errs, n.closer.Close())
 		}
-		errs = append(errs, n.Bus.Close())
+		if n.Bus != nil {
+			errs = append(errs, n.Bus.Close())
+		}
 	}
 	return errs
 }
@@ -138,7 +141,9 @@ func NodeMAC(i int) net.HardwareAddr { return net.HardwareAddr{0x02, 0, 0, 0, 0,
 // Start starts both chips and opens both drivers.
 func (t *Topology) Start(ctx context.Context) error {
 	for _, n := range t.Nodes {
-		n.Chip.Start()
+		if n.Chip != nil {
+			n.Chip.Start()
+		}
 	}
 	for _, n := range t.Nodes {
 		if err := n.Driver.Open(ctx); err != nil {
@@ -148,6 +153,11 @@ func (t *Topology) Start(ctx context.Context) error {
 	t.log.Debug("topology started")
 	return nil
 }
+
+// Attached reports whether the chips live in another process (Attach):
+// then Chip, Bus and Cable are nil and the chips are seen through their
+// registers over SPI only.
+func (t *Topology) Attached() bool { return t.Cable == nil }
 
 // Close stops the drivers, the chips and the cable, and waits for every
 // goroutine they started.
@@ -159,9 +169,17 @@ func (t *Topology) Close(ctx context.Context) error {
 		}
 	}
 	for _, n := range t.Nodes {
-		n.Chip.Close()
+		if n.Chip != nil {
+			n.Chip.Close()
+			continue
+		}
+		snap, err := readSnapshot(ctx, n.Driver)
+		n.final = snap
+		errs = append(errs, err)
 	}
-	t.Cable.Close()
+	if t.Cable != nil {
+		t.Cable.Close()
+	}
 	errs = append(errs, t.closeTransports()...)
 	t.log.Debug("topology closed")
 	return errors.Join(errs...)
