@@ -18,7 +18,7 @@ func runFrames(o *runOptions, cfg topology.Config, r *outcome) error {
 	}
 	// checkers[i] checks what node i receives: the stream node 1-i sends.
 	checkers := [2]*traffic.Checker{traffic.NewChecker(ss[1]), traffic.NewChecker(ss[0])}
-	topo, err := topology.New(cfg, [2]func([]byte) bool{checkers[0].Receive, checkers[1].Receive})
+	topo, err := o.buildTopology(cfg, [2]func([]byte) bool{checkers[0].Receive, checkers[1].Receive})
 	if err != nil {
 		return err
 	}

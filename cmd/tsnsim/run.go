@@ -270,3 +270,9 @@ func (o *framesOptions) validate() error {
 	}
 	return nil
 }
+
+// buildTopology builds the two nodes the flags describe: in-process
+// chips, or drivers attached to a chip server.
+func (o *runOptions) buildTopology(cfg topology.Config, receive [2]func([]byte) bool) (*topology.Topology, error) {
+	return topology.New(cfg, receive)
+}

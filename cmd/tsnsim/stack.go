@@ -74,7 +74,7 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 		defer st.Close()
 		stacks[i] = st
 	}
-	topo, err := topology.New(cfg, [2]func([]byte) bool{stacks[0].Receive, stacks[1].Receive})
+	topo, err := o.buildTopology(cfg, [2]func([]byte) bool{stacks[0].Receive, stacks[1].Receive})
 	if err != nil {
 		return err
 	}

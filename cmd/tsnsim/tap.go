@@ -71,7 +71,7 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 	}
 	defer closeDevs()
 
-	topo, err := topology.New(cfg, [2]func([]byte) bool{devs[0].Receive, devs[1].Receive})
+	topo, err := o.buildTopology(cfg, [2]func([]byte) bool{devs[0].Receive, devs[1].Receive})
 	if err != nil {
 		return err
 	}
