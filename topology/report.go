@@ -6,7 +6,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"tsnsim/cable"
+	"tsnsim/chip"
 	"tsnsim/chip/regs"
+	"tsnsim/spibridge"
 )
 
 // WriteReport prints, per node, the interface counters in the layout of
@@ -28,43 +31,56 @@ func (t *Topology) WriteReport(w io.Writer, elapsed time.Duration) {
 		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.TxBytes, s.TxPackets, s.TxErrors, s.TxDropped,
 			s.TxBusy, s.TxQueued, s.TxOffered)
 		tw.Flush()
-
-		if n.Bus != nil {
-			b := n.Bus.Stats()
-			util := 0.0
-			if elapsed > 0 {
-				util = 100 * float64(b.Busy) / float64(elapsed)
-			}
-			fmt.Fprintf(w, "    SPI: %d transfers, %d bytes, busy %v (%.1f%%), max wait %v, timeouts %d, rejected %d, worker errors %d\n",
-				b.Transfers, b.Bytes, b.Busy.Round(time.Microsecond), util, b.MaxWait.Round(time.Microsecond),
-				b.Timeouts, b.Rejected, s.SPIErrors)
-		} else {
-			fmt.Fprintf(w, "    SPI: worker errors %d (bus accounting is in the chip server's report)\n", s.SPIErrors)
-		}
-
-		fmt.Fprintf(w, "    chip counters:\n")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, d := range regs.Map {
-			if d.Access != regs.Counter {
-				continue
-			}
-			if v := n.registers().Register(d.Offset); v != 0 {
-				fmt.Fprintf(tw, "      %s\t%d\n", d.Name, v)
-			}
-		}
-		tw.Flush()
-		if n.Chip == nil {
+		fmt.Fprintf(w, "    driver: SPI worker errors %d\n", s.SPIErrors)
+		if n.Chip != nil {
+			WriteChipReport(w, n.Chip, n.Bus, elapsed)
 			continue
 		}
-		cs := n.Chip.Stats()
-		fmt.Fprintf(w, "    model: protocol errors %d %v, read-only writes %d, unmapped writes %d, host FIFO %d queued, RX FIFO %d queued\n",
-			cs.ProtocolErrors, cs.ProtocolErrorsByKind, cs.ReadOnlyWrites, cs.UnmappedWrites, cs.HostFIFO.Len, cs.RxMetaFIFO.Len)
+		fmt.Fprintf(w, "    chip counters (read over SPI; the bus accounting is in the chip server's report):\n")
+		writeCounters(w, n.registers())
 	}
-	if t.Cable == nil {
-		return
+	if t.Cable != nil {
+		WriteCableReport(w, t.Nodes[0].Name, t.Nodes[1].Name, t.Cable)
 	}
-	ab, ba := t.Cable.Stats()
+}
+
+// WriteChipReport prints a chip's side of a node: the SPI bus accounting
+// over elapsed, the chip's non-zero counters and the model's own
+// counters. `tsnsim chip serve` prints it for each chip it serves.
+func WriteChipReport(w io.Writer, c *chip.Chip, bus *spibridge.InProcess, elapsed time.Duration) {
+	b := bus.Stats()
+	util := 0.0
+	if elapsed > 0 {
+		util = 100 * float64(b.Busy) / float64(elapsed)
+	}
+	fmt.Fprintf(w, "    SPI: %d transfers, %d bytes, busy %v (%.1f%%), max wait %v, timeouts %d, rejected %d\n",
+		b.Transfers, b.Bytes, b.Busy.Round(time.Microsecond), util, b.MaxWait.Round(time.Microsecond),
+		b.Timeouts, b.Rejected)
+	fmt.Fprintf(w, "    chip counters:\n")
+	writeCounters(w, c)
+	cs := c.Stats()
+	fmt.Fprintf(w, "    model: protocol errors %d %v, read-only writes %d, unmapped writes %d, host FIFO %d queued, RX FIFO %d queued\n",
+		cs.ProtocolErrors, cs.ProtocolErrorsByKind, cs.ReadOnlyWrites, cs.UnmappedWrites, cs.HostFIFO.Len, cs.RxMetaFIFO.Len)
+}
+
+// writeCounters prints the non-zero counter registers.
+func writeCounters(w io.Writer, r registers) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, d := range regs.Map {
+		if d.Access != regs.Counter {
+			continue
+		}
+		if v := r.Register(d.Offset); v != 0 {
+			fmt.Fprintf(tw, "      %s\t%d\n", d.Name, v)
+		}
+	}
+	tw.Flush()
+}
+
+// WriteCableReport prints both directions of a cable between ports named
+// a and b.
+func WriteCableReport(w io.Writer, a, b string, c *cable.Cable) {
+	ab, ba := c.Stats()
 	fmt.Fprintf(w, "cable: %s->%s %d frames %d bytes; %s->%s %d frames %d bytes; lost at close %d\n",
-		t.Nodes[0].Name, t.Nodes[1].Name, ab.Frames, ab.Bytes, t.Nodes[1].Name, t.Nodes[0].Name, ba.Frames, ba.Bytes,
-		ab.LostAtClose+ba.LostAtClose)
+		a, b, ab.Frames, ab.Bytes, b, a, ba.Frames, ba.Bytes, ab.LostAtClose+ba.LostAtClose)
 }
