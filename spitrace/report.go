@@ -21,9 +21,9 @@ func (s Summary) Write(w io.Writer) error {
 			n.Node, n.Transactions, n.Bytes, n.Errors, n.First, n.Last, n.Span)
 		fmt.Fprintf(tw, "  bus busy %v (%.1f%% of the span), %v in transfers (queueing included)\n",
 			n.Busy, 100*n.Utilisation, n.InTransfer)
-		fmt.Fprintln(tw, "  kind\tcount\tbytes\terrors\tp50\tp90\tp99\tmax\t")
+		fmt.Fprintln(tw, "  kind\tcount\tbytes\terrors\tp50\tp90\tp99\tmax")
 		for _, k := range n.Kinds {
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%v\t%v\t%v\t%v\t\n", k.Space, k.Count, k.Bytes, k.Errors, k.P50, k.P90, k.P99, k.Max)
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%v\t%v\t%v\t%v\n", k.Space, k.Count, k.Bytes, k.Errors, k.P50, k.P90, k.P99, k.Max)
 		}
 		if len(n.ErrorsByErrno) > 0 {
 			fmt.Fprintf(tw, "  errors by errno: %s\n", counts(n.ErrorsByErrno))
