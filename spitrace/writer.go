@@ -44,8 +44,9 @@ type Writer struct {
 	mu      sync.Mutex
 	bw      *bufio.Writer
 	held    []heldLine // records completing at instant at
-	at      int64
-	err     error // first write error, sticky
+	at      int64      // latest completion time seen
+	started bool       // at is set
+	err     error      // first write error, sticky
 	written uint64
 	closed  bool
 	late    uint64 // records after Close, not written
@@ -93,18 +94,17 @@ func (w *Writer) Record(ev spibridge.TraceEvent) {
 	}
 	h := heldLine{end: r.End(), start: r.T, node: r.Node, line: line}
 	switch {
-	case len(w.held) == 0 || h.end == w.at:
-		w.at = h.end
-		w.held = append(w.held, h)
-		if len(w.held) >= MaxSameInstant {
-			w.flushHeld()
-		}
-	case h.end > w.at:
-		w.flushHeld()
-		w.at = h.end
-		w.held = append(w.held, h)
-	default: // a real-time straggler: its instant has passed
+	case w.started && h.end < w.at: // a real-time straggler: its instant has passed
 		w.write(h.line)
+		return
+	case w.started && h.end > w.at:
+		w.flushHeld()
+	}
+	w.started = true
+	w.at = h.end
+	w.held = append(w.held, h)
+	if len(w.held) >= MaxSameInstant {
+		w.flushHeld()
 	}
 }
 

@@ -245,11 +245,17 @@ func TestWriterBound(t *testing.T) {
 	if got := w.Written(); got != MaxSameInstant {
 		t.Errorf("%d written before Close, want %d", got, MaxSameInstant)
 	}
+	// A straggler is written at once and does not move the instant back.
+	w.Record(event("b", 0, time.Duration(n-1), read, make([]byte, 8), nil))
+	w.Record(event("b", 1, time.Duration(n-1), read, make([]byte, 8), nil))
+	if got := w.Written(); got != MaxSameInstant+1 || len(w.held) != 11 {
+		t.Errorf("after a straggler: %d written, %d held; want %d and 11", got, len(w.held), MaxSameInstant+1)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := bytes.Count(out.Bytes(), []byte("\n")); got != n {
-		t.Errorf("%d lines, want %d", got, n)
+	if got := bytes.Count(out.Bytes(), []byte("\n")); got != n+2 {
+		t.Errorf("%d lines, want %d", got, n+2)
 	}
 }
 
