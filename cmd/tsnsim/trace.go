@@ -1,0 +1,77 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"tsnsim/spitrace"
+)
+
+// traceCommand is tsnsim trace FILE [--json]: the summary of an SPI trace
+// file, read as a stream.
+func traceCommand(args []string, stdout, stderr io.Writer) int {
+	var asJSON bool
+	fs := pflag.NewFlagSet("trace", pflag.ContinueOnError)
+	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON (durations in integer nanoseconds) instead of tables")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: tsnsim trace FILE [--json]\n\n"+
+			"Summarises an SPI trace file (JSON Lines, one line per SPI transaction): per\n"+
+			"node, transactions and bytes per kind (register read/write, RX metadata, RX\n"+
+			"frame, TX frame, invalid), bus utilisation, latency percentiles p50/p90/p99/max\n"+
+			"per kind, errors by errno and injected faults by kind.\n\n"+
+			"Flags:\n")
+		fs.PrintDefaults()
+	}
+	fs.SetOutput(stderr)
+	usage := fs.Usage
+	fs.Usage = func() {} // printed below, on the right stream
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return 0
+		}
+		fmt.Fprintf(stderr, "tsnsim trace: %v (see --help)\n", err)
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "tsnsim trace: want one trace FILE, got %d arguments (see --help)\n", fs.NArg())
+		return exitUsage
+	}
+	path := fs.Arg(0)
+	sum, err := summariseFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "tsnsim trace: %v\n", err)
+		return exitFail
+	}
+	if asJSON {
+		err = sum.WriteJSON(stdout)
+	} else {
+		err = sum.Write(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tsnsim trace: %v\n", err)
+		return exitFail
+	}
+	return 0
+}
+
+// summariseFile summarises the trace at path; errors name the file.
+func summariseFile(path string) (spitrace.Summary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return spitrace.Summary{}, err
+	}
+	defer f.Close()
+	sum, err := spitrace.SummariseReader(f)
+	if err != nil {
+		return spitrace.Summary{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return sum, nil
+}

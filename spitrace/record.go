@@ -1,0 +1,150 @@
+// Package spitrace records every SPI transaction of a topology as one
+// JSON line (the --spi-trace file of tsnsim run), reads such files back
+// and summarises them (tsnsim trace).
+//
+// # Wiring
+//
+// A Writer is a spibridge.Recorder; spibridge.NewTraced wraps any
+// transport and feeds it. Tracing a topology is three lines: create the
+// writer with the topology's epoch, wrap each node's transport, close the
+// writer after the topology:
+//
+//	w, err := spitrace.Create(path, cfg.Chip.Epoch) // epoch: set before topology.New
+//	tr := spibridge.NewTraced(bus, name, w)         // per node: give tr to driver.New
+//	err = w.Close()                                 // after topology.Close: flushes, closes the file
+//
+// # File format
+//
+// One JSON object per line (JSON Lines), one line per Transfer:
+//
+//	{"t":0,"node":"a","space":"reg_read","dir":"read","addr":"0x3288","reg":"TSN_SYSCOUNT_H","len":8,"dur":24266,"result":"ok","mosi":"0232880000000000","miso":"0000000000000000"}
+//
+// t is when Transfer was called and dur how long it took (waiting for
+// the bus included), both in nanoseconds of emulated time, t since the
+// writer's epoch. space and dir are decoded from the MOSI header
+// (spibridge.DecodeHeader), addr is its 16-bit address, reg the register
+// half's name where the register map declares it. len is the full
+// transfer length; mosi and miso are hex of its first bytes (64 by
+// default, spibridge.TracePrefix). A failed transfer has result "error",
+// err (the error text), errno (its syscall.Errno name, such as
+// ETIMEDOUT, when it wraps one), fault (the injected fault's kind, when
+// it reports one), and no miso.
+//
+// # Order and determinism
+//
+// Lines are ordered by completion time (t+dur). Transfers that complete
+// at the same instant are ordered by node, then start, then the line's
+// bytes, so the file does not depend on which goroutine recorded first:
+// in virtual time (testing/synctest) the same run gives the same file,
+// byte for byte. See Writer for how, and for the real-time caveat.
+package spitrace
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"tsnsim/spibridge"
+)
+
+// Results of a transfer.
+const (
+	ResultOK    = "ok"
+	ResultError = "error"
+)
+
+// ErrnoOther is the key of Summary error counts for failed transfers
+// whose error wraps no errno.
+const ErrnoOther = "other"
+
+// Record is one line of a trace file.
+type Record struct {
+	T      int64           `json:"t"`    // ns since the epoch when Transfer was called
+	Node   string          `json:"node"` // node name
+	Space  spibridge.Space `json:"space"`
+	Dir    spibridge.Dir   `json:"dir"`
+	Addr   Addr            `json:"addr"`
+	Reg    string          `json:"reg,omitempty"`
+	Len    int             `json:"len"` // full transfer length, bytes
+	Dur    int64           `json:"dur"` // ns the Transfer call took
+	Result string          `json:"result"`
+	Err    string          `json:"err,omitempty"`
+	Errno  string          `json:"errno,omitempty"`
+	Fault  string          `json:"fault,omitempty"`
+	MOSI   Hex             `json:"mosi"`
+	MISO   Hex             `json:"miso,omitempty"`
+}
+
+// End is the completion time of the transfer, ns since the epoch.
+func (r *Record) End() int64 { return r.T + r.Dur }
+
+// Failed reports whether the transfer returned an error.
+func (r *Record) Failed() bool { return r.Result == ResultError }
+
+// Hex is a byte string that JSON carries as lower-case hex.
+type Hex []byte
+
+// MarshalText implements encoding.TextMarshaler.
+func (h Hex) MarshalText() ([]byte, error) { return hex.AppendEncode(nil, h), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (h *Hex) UnmarshalText(b []byte) error {
+	out, err := hex.AppendDecode(nil, b)
+	if err != nil {
+		return fmt.Errorf("spitrace: bad hex bytes: %w", err)
+	}
+	*h = out
+	return nil
+}
+
+// Addr is the 16-bit address of a transaction header; JSON carries it
+// as "0x3288".
+type Addr uint16
+
+// MarshalText implements encoding.TextMarshaler.
+func (a Addr) MarshalText() ([]byte, error) { return fmt.Appendf(nil, "0x%04x", uint16(a)), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (a *Addr) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseUint(string(b), 0, 16)
+	if err != nil {
+		return fmt.Errorf("spitrace: bad address %q: want a 16-bit number such as 0x3288", b)
+	}
+	*a = Addr(v)
+	return nil
+}
+
+// RecordOf converts a transport's event into a trace record, with times
+// relative to epoch (monotonic clock readings are used where both
+// times have them, so wall-clock steps do not show).
+func RecordOf(ev spibridge.TraceEvent, epoch time.Time) Record {
+	r := Record{
+		T: int64(ev.Start.Sub(epoch)), Node: ev.Node,
+		Space: ev.Space, Dir: ev.Dir, Addr: Addr(ev.Addr), Reg: ev.Reg,
+		Len: ev.Len, Dur: int64(ev.Duration), Result: ResultOK,
+		MOSI: ev.MOSI, MISO: ev.MISO,
+	}
+	if ev.Err != nil {
+		r.Result = ResultError
+		r.Err = ev.Err.Error()
+		r.Errno = ErrnoName(ev.Errno)
+		r.Fault = ev.Fault
+	}
+	return r
+}
+
+// ErrnoName is the C name of e ("ETIMEDOUT"), "errno N" for numbers
+// without a name, "" for 0.
+func ErrnoName(e syscall.Errno) string {
+	if e == 0 {
+		return ""
+	}
+	if n := unix.ErrnoName(e); n != "" {
+		return n
+	}
+	return "errno " + strconv.Itoa(int(e))
+}

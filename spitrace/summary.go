@@ -1,0 +1,220 @@
+package spitrace
+
+import (
+	"cmp"
+	"errors"
+	"io"
+	"maps"
+	"slices"
+	"time"
+
+	"tsnsim/spibridge"
+)
+
+// Summary is what tsnsim trace prints: per node, the transactions per
+// kind (address space), bus utilisation, latency percentiles, errors and
+// faults.
+type Summary struct {
+	Transactions int           `json:"transactions"`
+	Nodes        []NodeSummary `json:"nodes"` // by name
+}
+
+// NodeSummary summarises one node's transfers. Times are emulated time
+// since the trace's epoch.
+type NodeSummary struct {
+	Node         string        `json:"node"`
+	Transactions int           `json:"transactions"`
+	Bytes        int64         `json:"bytes"`
+	Errors       int           `json:"errors"`
+	First        time.Duration `json:"first_ns"` // earliest start
+	Last         time.Duration `json:"last_ns"`  // latest completion
+	Span         time.Duration `json:"span_ns"`  // Last - First
+	// Busy is the time at least one transfer was in progress (the union
+	// of the transfers' intervals), so transfers queued behind each
+	// other on one bus are not counted twice; for the in-process bus it
+	// is the time the bus was held.
+	Busy time.Duration `json:"busy_ns"`
+	// InTransfer is the sum of all transfer durations, queueing
+	// included: above Busy when transfers waited for the bus.
+	InTransfer time.Duration `json:"in_transfer_ns"`
+	// Utilisation is Busy / Span (0 for an empty span).
+	Utilisation float64       `json:"utilisation"`
+	Kinds       []KindSummary `json:"kinds"` // in spibridge.Spaces order, kinds seen only
+	// ErrorsByErrno counts failed transfers by errno name (ErrnoOther
+	// for errors that wrap none).
+	ErrorsByErrno map[string]int `json:"errors_by_errno,omitempty"`
+	// Faults counts failed transfers by injected fault kind.
+	Faults map[string]int `json:"faults,omitempty"`
+}
+
+// KindSummary summarises one address space's transfers. Percentiles are
+// nearest-rank over the transfer durations (the value below or at which
+// p% of them lie), failed transfers included.
+type KindSummary struct {
+	Space  spibridge.Space `json:"space"`
+	Count  int             `json:"count"`
+	Bytes  int64           `json:"bytes"` // full transfer lengths
+	Errors int             `json:"errors"`
+	P50    time.Duration   `json:"p50_ns"`
+	P90    time.Duration   `json:"p90_ns"`
+	P99    time.Duration   `json:"p99_ns"`
+	Max    time.Duration   `json:"max_ns"`
+}
+
+// Summariser builds a Summary from records added one at a time, so a
+// trace is summarised as it is read. Memory: per node it keeps each
+// transfer's start and duration, and its duration again per kind (24
+// bytes a transfer), for the busy time and the percentiles; the records
+// themselves are not kept. That is fine for traces of millions of
+// transfers; it is not constant.
+type Summariser struct {
+	nodes map[string]*nodeAcc
+	n     int
+}
+
+type nodeAcc struct {
+	first, last int64
+	sum         int64
+	bytes       int64
+	errs        int
+	spans       []span // start, duration of every transfer
+	kinds       map[spibridge.Space]*kindAcc
+	errnos      map[string]int
+	faults      map[string]int
+}
+
+type span struct{ start, dur int64 }
+
+type kindAcc struct {
+	bytes int64
+	errs  int
+	durs  []int64
+}
+
+// NewSummariser returns an empty Summariser.
+func NewSummariser() *Summariser { return &Summariser{nodes: map[string]*nodeAcc{}} }
+
+// Add accounts for one record.
+func (s *Summariser) Add(r Record) {
+	s.n++
+	a := s.nodes[r.Node]
+	if a == nil {
+		a = &nodeAcc{first: r.T, last: r.End(), kinds: map[spibridge.Space]*kindAcc{},
+			errnos: map[string]int{}, faults: map[string]int{}}
+		s.nodes[r.Node] = a
+	}
+	a.first = min(a.first, r.T)
+	a.last = max(a.last, r.End())
+	a.sum += r.Dur
+	a.bytes += int64(r.Len)
+	a.spans = append(a.spans, span{r.T, r.Dur})
+	k := a.kinds[r.Space]
+	if k == nil {
+		k = &kindAcc{}
+		a.kinds[r.Space] = k
+	}
+	k.bytes += int64(r.Len)
+	k.durs = append(k.durs, r.Dur)
+	if r.Failed() {
+		a.errs++
+		k.errs++
+		a.errnos[cmp.Or(r.Errno, ErrnoOther)]++
+		if r.Fault != "" {
+			a.faults[r.Fault]++
+		}
+	}
+}
+
+// Summary returns the summary of the records added so far.
+func (s *Summariser) Summary() Summary {
+	sum := Summary{Transactions: s.n, Nodes: []NodeSummary{}}
+	for _, name := range slices.Sorted(maps.Keys(s.nodes)) {
+		sum.Nodes = append(sum.Nodes, s.nodes[name].summary(name))
+	}
+	return sum
+}
+
+func (a *nodeAcc) summary(name string) NodeSummary {
+	n := NodeSummary{
+		Node: name, Transactions: len(a.spans), Bytes: a.bytes, Errors: a.errs,
+		First: time.Duration(a.first), Last: time.Duration(a.last), Span: time.Duration(a.last - a.first),
+		Busy: time.Duration(busy(a.spans)), InTransfer: time.Duration(a.sum), Kinds: []KindSummary{},
+	}
+	if n.Span > 0 {
+		n.Utilisation = float64(n.Busy) / float64(n.Span)
+	}
+	for _, sp := range spibridge.Spaces {
+		k := a.kinds[sp]
+		if k == nil {
+			continue
+		}
+		slices.Sort(k.durs)
+		n.Kinds = append(n.Kinds, KindSummary{
+			Space: sp, Count: len(k.durs), Bytes: k.bytes, Errors: k.errs,
+			P50: percentile(k.durs, 50), P90: percentile(k.durs, 90), P99: percentile(k.durs, 99),
+			Max: time.Duration(k.durs[len(k.durs)-1]),
+		})
+	}
+	if len(a.errnos) > 0 {
+		n.ErrorsByErrno = maps.Clone(a.errnos)
+	}
+	if len(a.faults) > 0 {
+		n.Faults = maps.Clone(a.faults)
+	}
+	return n
+}
+
+// percentile is the nearest-rank p-th percentile of sorted (not empty):
+// the value at rank ceil(p/100 * n).
+func percentile(sorted []int64, p int) time.Duration {
+	rank := (p*len(sorted) + 99) / 100
+	return time.Duration(sorted[max(rank, 1)-1])
+}
+
+// busy returns the length of the union of the spans; it sorts them.
+func busy(spans []span) int64 {
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.start, b.start) })
+	var total, curStart, curEnd int64
+	for i, s := range spans {
+		end := s.start + s.dur
+		switch {
+		case i == 0:
+			curStart, curEnd = s.start, end
+		case s.start > curEnd:
+			total += curEnd - curStart
+			curStart, curEnd = s.start, end
+		default:
+			curEnd = max(curEnd, end)
+		}
+	}
+	if len(spans) > 0 {
+		total += curEnd - curStart
+	}
+	return total
+}
+
+// Summarise summarises records.
+func Summarise(records []Record) Summary {
+	s := NewSummariser()
+	for _, r := range records {
+		s.Add(r)
+	}
+	return s.Summary()
+}
+
+// SummariseReader summarises a trace file as it reads it, without
+// keeping its records. A bad line fails with its line number.
+func SummariseReader(r io.Reader) (Summary, error) {
+	rd := NewReader(r)
+	s := NewSummariser()
+	for {
+		rec, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return s.Summary(), nil
+		}
+		if err != nil {
+			return Summary{}, err
+		}
+		s.Add(rec)
+	}
+}
