@@ -93,3 +93,25 @@ func TestRunNetstack(t *testing.T) {
 		t.Errorf("pcap file: %v, %v", st, err)
 	}
 }
+
+// TestRunSPITrace: --spi-trace records every transaction of both nodes,
+// and tsnsim trace summarises the file.
+func TestRunSPITrace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spi.jsonl")
+	var out, errOut bytes.Buffer
+	if status := run([]string{"run", "--backend", "frames", "--frames", "50", "--spi-trace", path}, &out, &errOut); status != 0 {
+		t.Fatalf("status %d\n%s\n%s", status, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "transactions written to "+path) {
+		t.Errorf("no trace line in the report:\n%s", out.String())
+	}
+	out.Reset()
+	if status := run([]string{"trace", path}, &out, &errOut); status != 0 {
+		t.Fatalf("trace: status %d\n%s", status, errOut.String())
+	}
+	for _, want := range []string{"node a:", "node b:", "tx_frame   50", "rx_frame   50", "rx_meta"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+}

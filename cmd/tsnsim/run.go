@@ -15,6 +15,7 @@ import (
 	"tsnsim/driver"
 	"tsnsim/pcap"
 	"tsnsim/spibridge"
+	"tsnsim/spitrace"
 	"tsnsim/topology"
 	"tsnsim/traffic"
 )
@@ -28,8 +29,9 @@ const (
 
 // runOptions are the flags of tsnsim run.
 type runOptions struct {
-	backend string
-	pcap    string
+	backend  string
+	pcap     string
+	spiTrace string
 
 	txRing int
 	modelOptions
@@ -45,6 +47,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.SortFlags = false
 	fs.StringVar(&o.backend, "backend", backendNetstack, "host side of each node: netstack (embedded userspace TCP/IP stack, rootless), tap (TAP device and the Linux stack, root), frames (numbered test frames, no stack)")
 	fs.StringVar(&o.pcap, "pcap", "", "write every frame on the virtual cable to this pcap file (emulated timestamps)")
+	fs.StringVar(&o.spiTrace, "spi-trace", "", "write every SPI transaction of both nodes to this file, one JSON line each (summarise it with tsnsim trace FILE)")
 	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries (1 reproduces the field driver's loss)")
 	o.modelOptions.addFlags(fs)
 	o.stackOptions.addFlags(fs)
@@ -211,8 +214,19 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	r := &outcome{out: stdout}
-	cfg := o.topologyConfig(log, capture)
+	cfg := o.topologyConfig(log, capture).WithDefaults()
 	cfg.Driver = driver.Config{TxRingSize: o.txRing}
+	var trace *spitrace.Writer
+	if o.spiTrace != "" {
+		var err error
+		if trace, err = spitrace.Create(o.spiTrace, cfg.Chip.Epoch); err != nil {
+			fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
+			return exitFail
+		}
+		cfg.Transport = func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
+			return spibridge.NewTraced(bus, cfg.Names[i], trace), nil, nil
+		}
+	}
 	var err error
 	switch o.backend {
 	case backendNetstack:
@@ -230,6 +244,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			r.fail("%v", err)
 		} else {
 			r.printf("pcap: %d frames written to %s\n", capture.Frames(), o.pcap)
+		}
+	}
+	if trace != nil {
+		if err := trace.Close(); err != nil {
+			r.fail("%v", err)
+		} else {
+			r.printf("spi trace: %d transactions written to %s (tsnsim trace %s)\n", trace.Written(), o.spiTrace, o.spiTrace)
 		}
 	}
 	if r.hasFailed() {
