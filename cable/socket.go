@@ -200,6 +200,10 @@ func (p *SocketPort) Close() error {
 func (p *SocketPort) Stats() SocketStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.statsLocked()
+}
+
+func (p *SocketPort) statsLocked() SocketStats {
 	s := p.stats
 	s.Connected = p.cur != nil && !p.cur.closed
 	if s.Connected {
@@ -220,31 +224,33 @@ func (p *SocketPort) Addr() net.Addr {
 // WaitConnected blocks until a peer is connected (at once for dgram),
 // ctx is done or the port is closed.
 func (p *SocketPort) WaitConnected(ctx context.Context) error {
-	return p.waitState(ctx, true)
+	return p.waitFor(ctx, "a peer", func(s SocketStats) bool { return s.Connected })
 }
 
-// waitState blocks until the connected state is want.
-func (p *SocketPort) waitState(ctx context.Context, want bool) error {
+// waitFor blocks until cond holds for the stats. It is woken by peer
+// events (connect, disconnect, refusal, failed dial), so cond must
+// depend on those only.
+func (p *SocketPort) waitFor(ctx context.Context, what string, cond func(SocketStats) bool) error {
 	for {
 		p.mu.Lock()
-		connected := p.cur != nil && !p.cur.closed
+		ok := cond(p.statsLocked())
 		ch := p.changed
 		p.mu.Unlock()
-		if connected == want {
+		if ok {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("cable: socket end %v: waiting for connected=%v: %w", p.cfg, want, ctx.Err())
+			return fmt.Errorf("cable: socket end %v: waiting for %s: %w", p.cfg, what, ctx.Err())
 		case <-p.ctx.Done():
-			return fmt.Errorf("cable: socket end %v: closed: %w", p.cfg, net.ErrClosed)
+			return fmt.Errorf("cable: socket end %v: waiting for %s: %w", p.cfg, what, net.ErrClosed)
 		}
 	}
 }
 
-// attach makes a peer current, unless one is already: it reports false
-// then. Called with p.mu held.
+// attachLocked makes a peer current, unless one is already: it reports
+// false then. Called with p.mu held.
 func (p *SocketPort) attachLocked(remote string, local net.Addr) (*socketPeer, bool) {
 	if p.cur != nil && !p.cur.closed {
 		return nil, false
@@ -279,6 +285,14 @@ func (p *SocketPort) detach(peer *socketPeer, clearAddr bool) {
 			p.addr = nil
 		}
 	}
+	p.notifyLocked()
+}
+
+// peerEvent counts a peer event and wakes waitFor.
+func (p *SocketPort) peerEvent(f func(*SocketStats)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f(&p.stats)
 	p.notifyLocked()
 }
 

@@ -99,6 +99,7 @@ func (p *SocketPort) acceptLoop(ln net.Listener) {
 		peer, ok := p.attachLocked(remote, nil)
 		if !ok {
 			p.stats.Rejected++
+			p.notifyLocked()
 		}
 		p.mu.Unlock()
 		if !ok {
@@ -141,7 +142,7 @@ func (p *SocketPort) dialLoop() {
 			if p.ctx.Err() != nil {
 				return
 			}
-			p.count(func(s *SocketStats) { s.DialErrors++ })
+			p.peerEvent(func(s *SocketStats) { s.DialErrors++ })
 			failures++
 			wait = nextBackoff(wait, p.cfg.ReconnectMin, p.cfg.ReconnectMax)
 			lvl := zap.DebugLevel
