@@ -83,9 +83,15 @@ func TestDgramGolden(t *testing.T) {
 	if got := rec.next(t).frame; !bytes.Equal(got, append(padded, sockShortFCS...)) {
 		t.Fatalf("short frame\n got % x\nwant % x + % x", got, padded, sockShortFCS)
 	}
+	if s := p.Stats(); !s.Connected || s.Peer != peer.LocalAddr().String() {
+		t.Fatalf("peer in stats %+v", s)
+	}
+	if err := p.Close(); err != nil { // the writer counts after its write returns
+		t.Fatal(err)
+	}
 	s := p.Stats()
 	if s.TxFrames != 1 || s.TxBytes != 60 || s.RxFrames != 2 || s.RxPadded != 1 || s.RxForeign != 1 ||
-		s.RxMalformed != 1 || !s.Connected || s.Peer != peer.LocalAddr().String() {
+		s.RxMalformed != 1 || s.Connects != 1 || s.Disconnects != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 }

@@ -160,7 +160,7 @@ func sockStreamBytes(payload []byte) []byte {
 
 // sockFreeUDPPort returns a UDP port on 127.0.0.1 that was free a
 // moment ago.
-func sockFreeUDPPort(t *testing.T) int {
+func sockFreeUDPPort(t testing.TB) int {
 	t.Helper()
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
