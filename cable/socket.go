@@ -92,8 +92,8 @@ type SocketStats struct {
 	Peer        string // its address, when connected
 }
 
-// socketPeer is one connected peer: the writer queue and the goroutine
-// that drains it into the socket.
+// socketPeer is one connected peer: the queue its writer goroutine
+// drains into the socket.
 type socketPeer struct {
 	q      chan []byte // frames without FCS, for the writer
 	closed bool        // q is closed; guarded by SocketPort.mu
@@ -157,14 +157,16 @@ func (p *SocketPort) ConnectPHY(w chip.Wire) {
 // It never blocks: the frame is checked, stripped of its FCS and queued
 // for the socket writer, or dropped and counted.
 func (p *SocketPort) ReceivePHY(frame []byte, _ time.Time) {
+	runt := len(frame) <= proto.FCSLen
+	badFCS := !runt && !proto.FCSValid(frame)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stats.TxOffered++
 	switch {
-	case len(frame) <= proto.FCSLen:
+	case runt:
 		p.stats.TxRunt++
 		return
-	case !proto.FCSValid(frame):
+	case badFCS:
 		p.stats.TxBadFCS++
 		return
 	case p.cur == nil || p.cur.closed:
