@@ -4,6 +4,7 @@
 // Usage:
 //
 //	tsnsim run [flags]   run two nodes and exchange verified test frames
+//	tsnsim regs [flags] read|write|dump ...   register access, real or emulated chip
 //	tsnsim help          show this help
 package main
 
@@ -28,9 +29,11 @@ driven by the same driver core over an emulated SPI bus, cabled back to back.
 
 Usage:
   tsnsim run [flags]   run two nodes and exchange verified frames both ways
+  tsnsim regs [flags] read NAME|OFFSET | write NAME|OFFSET VALUE | dump
+                       register access on a real (--spidev) or emulated chip
   tsnsim help          show this help
 
-Run 'tsnsim run --help' for the flags of run.
+Run 'tsnsim run --help' or 'tsnsim regs --help' for their flags.
 `
 
 func main() {
@@ -45,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCommand(args[1:], stdout, stderr)
+	case "regs":
+		return regsCommand(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
