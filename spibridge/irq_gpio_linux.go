@@ -25,3 +25,5 @@ func requestGPIOLine(chip string, offset int, onEdge func()) (gpioLine, error) {
 	}
 	return l, nil
 }
+
+var _ gpioLine = (*gpiocdev.Line)(nil)

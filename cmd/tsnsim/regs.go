@@ -159,8 +159,6 @@ func (e *emulatedChip) Close() error {
 	return err
 }
 
-var _ spibridge.Transport = (*emulatedChip)(nil)
-
 // regsOp is one parsed regs subcommand.
 type regsOp struct {
 	verb   string // read, write or dump
@@ -438,3 +436,5 @@ func fieldValue(f regs.Field, v uint64) string {
 	}
 	return strconv.FormatUint(x, 10)
 }
+
+var _ spibridge.Transport = (*emulatedChip)(nil)
