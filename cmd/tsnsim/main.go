@@ -4,6 +4,7 @@
 // Usage:
 //
 //	tsnsim run [flags]   run two nodes and exchange verified test frames
+//	tsnsim regs [flags] read|write|dump ...   register access, real or emulated chip
 //	tsnsim trace FILE    summarise an SPI trace file
 //	tsnsim help          show this help
 package main
@@ -29,11 +30,14 @@ driven by the same driver core over an emulated SPI bus, cabled back to back.
 
 Usage:
   tsnsim run [flags]   run two nodes and exchange verified frames both ways
+  tsnsim regs [flags] read NAME|OFFSET | write NAME|OFFSET VALUE | dump
+                       register access on an emulated, served (--attach) or
+                       real (--spidev) chip
   tsnsim trace FILE    summarise an SPI trace file (JSON Lines): per node and
                        kind, counts, bus utilisation, latencies, errors, faults
   tsnsim help          show this help
 
-Run 'tsnsim run --help' or 'tsnsim trace --help' for their flags.
+Run 'tsnsim COMMAND --help' for the flags of a command.
 `
 
 func main() {
@@ -48,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCommand(args[1:], stdout, stderr)
+	case "regs":
+		return regsCommand(args[1:], stdout, stderr)
 	case "trace":
 		return traceCommand(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
