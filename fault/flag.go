@@ -142,7 +142,8 @@ func ParseSpec(text string) (Spec, error) {
 	if hasNode && node == "" {
 		return Spec{}, fmt.Errorf("fault: %q: empty node after @", text)
 	}
-	s.Layer, s.Kind, s.Node = layer, kind, node
+	s.Layer, s.Kind, s.Node = strings.TrimSpace(layer), strings.TrimSpace(kind), strings.TrimSpace(node)
+	layer, kind = s.Layer, s.Kind
 	if _, err := lookup(layer, kind); err != nil {
 		return Spec{}, err
 	}
