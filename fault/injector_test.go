@@ -394,7 +394,7 @@ func TestCableFaults(t *testing.T) {
 // sender is a PHY port that only sends.
 type sender struct{ wire chip.Wire }
 
-func (s *sender) ConnectPHY(w chip.Wire)                { s.wire = w }
+func (s *sender) ConnectPHY(w chip.Wire)                 { s.wire = w }
 func (s *sender) ReceivePHY(frame []byte, sof time.Time) {}
 
 // TestChipFIFOWindow: an RX metadata cap from 1 s for 1 s drops exactly
