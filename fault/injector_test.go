@@ -17,7 +17,7 @@ import (
 	"tsnsim/spibridge"
 )
 
-func mustSpec(t *testing.T, flag string) Spec {
+func mustSpec(t testing.TB, flag string) Spec {
 	t.Helper()
 	s, err := ParseSpec(flag)
 	if err != nil {
@@ -26,7 +26,7 @@ func mustSpec(t *testing.T, flag string) Spec {
 	return s
 }
 
-func mustAdd(t *testing.T, inj *Injector, flag string) int {
+func mustAdd(t testing.TB, inj *Injector, flag string) int {
 	t.Helper()
 	id, err := inj.Add(mustSpec(t, flag))
 	if err != nil {

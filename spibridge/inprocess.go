@@ -100,10 +100,21 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 		return fmt.Errorf("spibridge: transfer of %d bytes into a %d-byte buffer: %w", len(tx), len(rx), syscall.EINVAL)
 	}
 	timeout := b.timing.TimeoutFor(len(tx))
-	if !b.timing.Throttled() && b.faults.Load() == nil {
-		// No timing model: no clock reads on the hot path.
+	if !b.timing.Throttled() {
+		// No timing model: no clock reads on the hot path, unless a
+		// fault source may need the deadline.
+		fp := b.faults.Load()
+		var issued time.Time
+		if fp != nil {
+			issued = time.Now()
+		}
 		if err := b.acquire(ctx, timeout); err != nil {
 			return err
+		}
+		if fp != nil {
+			if f := (*fp).Decide(len(tx), tx[0]); f != (SPIFault{}) {
+				return b.faulty(f, tx, rx, issued, time.Now(), timeout) // releases the bus
+			}
 		}
 		err := b.dev.Transact(tx, rx)
 		<-b.bus
