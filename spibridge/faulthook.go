@@ -247,3 +247,5 @@ func (b *InProcess) accountFault(wait, busy time.Duration, fs BusStats) {
 	s.FaultFlips += fs.FaultFlips
 	s.FlippedBits += fs.FlippedBits
 }
+
+var _ error = (*FaultError)(nil)
