@@ -1,10 +1,14 @@
 // Package cable is the virtual Ethernet cable between the PHY ports of two
 // chips: full duplex, each direction delivering frames in order after the
 // propagation delay plus the frame's own serialisation time at link speed.
+//
+// Faults (loss, bit errors, extra delay, unplugging) are decided per frame
+// by a hook set with SetFaults (faults.go).
 package cable
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tsnsim/chip"
@@ -74,19 +78,26 @@ func (c *Cable) Close() {
 	c.ba.close()
 }
 
-// Stats is the accounting of one direction.
+// Stats is the accounting of one direction. Every frame sent into it is
+// in exactly one of Frames, LostInjected, LostUnplugged, LostAtClose (or
+// still in flight).
 type Stats struct {
-	Frames      uint64 // delivered to the far port
-	Bytes       uint64
-	LostAtClose uint64 // in flight when the cable was closed, or sent after
+	Frames        uint64 // delivered to the far port (Corrupted ones included)
+	Bytes         uint64
+	LostAtClose   uint64 // in flight when the cable was closed, or sent after
+	LostInjected  uint64 // lost by an injected loss fault
+	LostUnplugged uint64 // sent while the cable was unplugged
+	Corrupted     uint64 // delivered with injected bit errors
 }
 
 // Stats returns the accounting of the a-to-b and b-to-a directions.
 func (c *Cable) Stats() (ab, ba Stats) { return c.ab.snapshot(), c.ba.snapshot() }
 
 type flight struct {
-	frame []byte
-	sof   time.Time // first byte after the preamble entered the medium
+	frame   []byte
+	sof     time.Time     // first byte after the preamble entered the medium
+	extra   time.Duration // injected delay
+	corrupt bool          // carries injected bit errors
 }
 
 type direction struct {
@@ -97,6 +108,10 @@ type direction struct {
 	stop  chan struct{}
 	done  chan struct{}
 	once  sync.Once
+
+	faults   atomic.Pointer[Faults] // nil: no faults
+	faulted  atomic.Bool            // a fault source was ever set
+	nextFree time.Time              // earliest arrival of the next frame, once faulted; run only
 
 	mu    sync.Mutex
 	stats Stats
@@ -117,8 +132,12 @@ func (d *direction) Send(frame []byte, sof time.Time) {
 	if d.cfg.Monitor != nil {
 		d.cfg.Monitor(d.from, frame, sof)
 	}
+	f := flight{frame: frame, sof: sof}
+	if fp := d.faults.Load(); fp != nil && !d.applyFaults(*fp, &f) {
+		return
+	}
 	select {
-	case d.queue <- flight{frame, sof}:
+	case d.queue <- f:
 	case <-d.stop:
 		d.count(func(s *Stats) { s.LostAtClose++ })
 	}
@@ -144,10 +163,16 @@ func (d *direction) run() {
 		case <-d.stop:
 			return
 		}
-		arrive := f.sof.Add(d.cfg.Propagation)
-		if d.instant() {
+		arrive := f.sof.Add(d.cfg.Propagation + f.extra)
+		if d.faulted.Load() {
+			// A cable cannot reorder: a frame delayed by a fault holds
+			// back the ones behind it.
+			arrive = later(arrive, d.nextFree)
+			d.nextFree = arrive.Add(d.wireTime(len(f.frame)))
+		}
+		if d.instant() && f.extra == 0 {
 			d.dst.ReceivePHY(f.frame, arrive)
-			d.count(func(s *Stats) { s.Frames++; s.Bytes += uint64(len(f.frame)) })
+			d.delivered(f)
 			continue
 		}
 		if wait := time.Until(arrive.Add(d.wireTime(len(f.frame)))); wait > 0 {
@@ -164,8 +189,25 @@ func (d *direction) run() {
 			}
 		}
 		d.dst.ReceivePHY(f.frame, arrive)
-		d.count(func(s *Stats) { s.Frames++; s.Bytes += uint64(len(f.frame)) })
+		d.delivered(f)
 	}
+}
+
+func (d *direction) delivered(f flight) {
+	d.count(func(s *Stats) {
+		s.Frames++
+		s.Bytes += uint64(len(f.frame))
+		if f.corrupt {
+			s.Corrupted++
+		}
+	})
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func (d *direction) count(f func(*Stats)) {

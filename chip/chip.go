@@ -149,6 +149,7 @@ type Chip struct {
 	enabled  time.Time   // when TSN_ENABLE was last set
 	phy      Wire
 	errs     [numProtocolErrors]uint64
+	fifoCap  *fifoOverride // fault-injected FIFO caps (SetFIFOLimits); nil: none
 
 	irq     chan struct{} // falling-edge notifications, coalesced
 	kick    chan struct{} // wakes the transmitter
@@ -199,12 +200,15 @@ func (c *Chip) resetValues() map[uint16]uint64 {
 }
 
 // applyControl makes the FIFO limits follow TSN_RX_CONTROL and
-// TSN_TX_CONTROL. Called with c.mu held (or before the chip is shared).
+// TSN_TX_CONTROL, capped by injected faults (SetFIFOLimits). Called with c.mu held (or before the chip is shared).
 func (c *Chip) applyControl() {
 	rx := c.regs.Get(regs.TSNRxControl)
 	c.rxFrames.SetLimit(int(regs.RxMaxFrameFIFODataCount.Get(rx)))
 	c.rxMeta.SetLimit(int(regs.RxMaxMetaFIFODataCount.Get(rx)))
 	c.host.SetLimit(int(regs.TxHostFIFOFullLimit.Get(c.regs.Get(regs.TSNTxControl))))
+	if c.fifoCap != nil {
+		c.applyFIFOCap()
+	}
 }
 
 // liveRegister computes Live registers; called by the register file with

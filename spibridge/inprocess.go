@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,6 +25,10 @@ import (
 // transfer that cannot complete within its timeout (waiting included)
 // holds the bus until the deadline and fails with ETIMEDOUT without
 // reaching the chip.
+//
+// Faults can be injected into transfers (SetFaults, faulthook.go) and
+// into the interrupt line (SetIRQFaults, irqfaults.go); without them the
+// bus pays one atomic load per transfer.
 type InProcess struct {
 	dev    Device
 	timing Timing
@@ -37,8 +42,13 @@ type InProcess struct {
 	debt    time.Duration // time overslept by earlier transfers, not yet repaid
 	lastEnd time.Time
 
-	mu    sync.Mutex
-	stats BusStats
+	faults    atomic.Pointer[SPIFaults] // nil: no SPI faults
+	irqFaults atomic.Pointer[IRQFaults] // nil: edges pass unchanged
+
+	mu      sync.Mutex
+	stats   BusStats
+	irq     irqLine     // under mu
+	unstick *time.Timer // releases a bus left stuck by a fault; under mu
 }
 
 // maxDebt bounds the oversleep the bus repays; debt older than this (the
@@ -52,8 +62,22 @@ type BusStats struct {
 	Busy      time.Duration // emulated time the bus was held
 	Wait      time.Duration // total time transfers queued for the bus
 	MaxWait   time.Duration
-	Timeouts  uint64 // transfers failed with ETIMEDOUT
+	Timeouts  uint64 // transfers failed with ETIMEDOUT (injected ones included)
 	Rejected  uint64 // transfers the chip rejected (counted by the chip too)
+
+	// Injected SPI faults (SetFaults), by kind: transfers affected.
+	FaultTimeoutBefore uint64 // failed before reaching the chip
+	FaultTimeoutAfter  uint64 // failed after the chip executed them
+	FaultLatency       uint64 // delayed by injected latency
+	FaultStuck         uint64 // found the bus stuck
+	FaultFlips         uint64 // reads whose MISO had bits flipped
+	FlippedBits        uint64 // MISO bits flipped, total
+
+	// Interrupt line, counted only while IRQ faults are set
+	// (SetIRQFaults).
+	IRQEdges    uint64 // edges the chip raised
+	IRQDropped  uint64 // of those, dropped by the fault source
+	IRQSpurious uint64 // edges injected by the fault source
 }
 
 // NewInProcess returns a bus to dev with the given timing.
@@ -77,9 +101,20 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 	}
 	timeout := b.timing.TimeoutFor(len(tx))
 	if !b.timing.Throttled() {
-		// No timing model: no clock reads on the hot path.
+		// No timing model: no clock reads on the hot path, unless a
+		// fault source may need the deadline.
+		fp := b.faults.Load()
+		var issued time.Time
+		if fp != nil {
+			issued = time.Now()
+		}
 		if err := b.acquire(ctx, timeout); err != nil {
 			return err
+		}
+		if fp != nil {
+			if f := (*fp).Decide(len(tx), tx[0]); f != (SPIFault{}) {
+				return b.faulty(f, tx, rx, issued, time.Now(), timeout) // releases the bus
+			}
 		}
 		err := b.dev.Transact(tx, rx)
 		<-b.bus
@@ -91,16 +126,21 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 	if err := b.acquire(ctx, timeout); err != nil {
 		return err
 	}
-	defer func() {
-		b.lastEnd = time.Now()
-		<-b.bus
-	}()
 	now := time.Now()
 	waited := now.Sub(issued)
 	if now.Sub(b.lastEnd) > maxDebt {
 		b.debt = 0
 	}
+	if fp := b.faults.Load(); fp != nil {
+		if f := (*fp).Decide(len(tx), tx[0]); f != (SPIFault{}) {
+			return b.faulty(f, tx, rx, issued, now, timeout) // releases the bus
+		}
+	}
 
+	defer func() {
+		b.lastEnd = time.Now()
+		<-b.bus
+	}()
 	hold := b.timing.Duration(len(tx))
 	if waited+hold > timeout {
 		time.Sleep(timeout - waited)
@@ -109,7 +149,7 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 	}
 	var err error
 	if tx[0] == proto.CmdRead {
-		dataDue := b.timing.Overhead + b.timing.WireTime(proto.ReadDataStart)
+		dataDue := b.dataDue()
 		b.hold(dataDue)
 		err = b.dev.Transact(tx, rx)
 		b.hold(hold - dataDue)
@@ -120,6 +160,15 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 	b.rejected(err)
 	b.account(waited, hold, len(tx), false, err != nil)
 	return nil
+}
+
+// dataDue is when, into its hold, a read's first data byte is due: when
+// the chip decodes it. Zero with the timing model off.
+func (b *InProcess) dataDue() time.Duration {
+	if !b.timing.Throttled() {
+		return 0
+	}
+	return b.timing.Overhead + b.timing.WireTime(proto.ReadDataStart)
 }
 
 // rejected logs a transaction the chip rejected; the bus completes it.
@@ -209,13 +258,32 @@ func (b *InProcess) Stats() BusStats {
 	return b.stats
 }
 
-// Interrupt implements Transport: the chip's interrupt line.
-func (b *InProcess) Interrupt() <-chan struct{} { return b.dev.IRQ() }
+// Interrupt implements Transport: the chip's interrupt line, or the
+// fault-aware line once SetIRQFaults has set a source.
+func (b *InProcess) Interrupt() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.irq.out != nil {
+		return b.irq.out
+	}
+	b.irq.handed = true
+	return b.dev.IRQ()
+}
 
 // Close implements Transport. Transfers waiting for the bus fail; a
-// transfer on the wire completes.
+// transfer on the wire completes. The IRQ forwarder, if any, has stopped
+// when Close returns.
 func (b *InProcess) Close() error {
 	b.once.Do(func() { close(b.closed) })
+	b.mu.Lock()
+	done := b.irq.done
+	if b.unstick != nil {
+		b.unstick.Stop()
+	}
+	b.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 	return nil
 }
 

@@ -5,10 +5,16 @@
 // SYSCOUNT advances one tick per Period (8 ns by default, 125 MHz). An
 // optional drift in parts per million makes the counter run fast (positive)
 // or slow (negative) relative to the host's time, as a real oscillator does.
+//
+// Fault injection can step the counter and change its drift at run time
+// (Step, SetDriftPPM). SYSCOUNT stays continuous across a drift change; it
+// jumps only by a Step, backwards only by a negative Step.
 package clock
 
 import (
 	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,10 +29,21 @@ const TickBits = 29
 const TickMask = 1<<TickBits - 1
 
 // Clock is one chip's SYSCOUNT. The zero value is not usable; use New.
-// A Clock is safe for concurrent use: it is immutable after New.
+// A Clock is safe for concurrent use: readers load an immutable segment,
+// Step and SetDriftPPM replace it.
 type Clock struct {
-	epoch    time.Time
-	period   time.Duration
+	period time.Duration
+	seg    atomic.Pointer[segment]
+	mu     sync.Mutex // serialises Step and SetDriftPPM
+}
+
+// segment is the clock's rate since its last change: SYSCOUNT at time t
+// is (base + (t - start) * (1 + driftPPM/1e6)) / period, base being the
+// counter's time (ticks * period) at start. New starts the first segment
+// at the epoch with base 0.
+type segment struct {
+	start    time.Time
+	base     time.Duration
 	driftPPM float64
 }
 
@@ -36,7 +53,43 @@ func New(epoch time.Time, period time.Duration, driftPPM float64) *Clock {
 	if period <= 0 {
 		period = DefaultPeriod
 	}
-	return &Clock{epoch: epoch, period: period, driftPPM: driftPPM}
+	c := &Clock{period: period}
+	c.seg.Store(&segment{start: epoch, driftPPM: driftPPM})
+	return c
+}
+
+// DriftPPM returns the current drift in parts per million.
+func (c *Clock) DriftPPM() float64 { return c.seg.Load().driftPPM }
+
+// SetDriftPPM changes the drift from now on; SYSCOUNT stays continuous
+// (it does not jump). Drift must stay above -1e6 ppm for the counter to
+// advance; values at or below are clamped to -999999.
+func (c *Clock) SetDriftPPM(ppm float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	s := c.seg.Load()
+	c.seg.Store(&segment{start: now, base: s.counterTime(now), driftPPM: max(ppm, -999_999)})
+}
+
+// Step moves SYSCOUNT by d's worth of ticks now: forward for d > 0,
+// backward for d < 0 (readings below 0 clamp to 0). The drift is kept.
+func (c *Clock) Step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	s := c.seg.Load()
+	c.seg.Store(&segment{start: now, base: s.counterTime(now) + d, driftPPM: s.driftPPM})
+}
+
+// counterTime is the counter's time (ticks * period, fractional ticks
+// included, truncated to nanoseconds) at t.
+func (s *segment) counterTime(t time.Time) time.Duration {
+	d := t.Sub(s.start)
+	if s.driftPPM == 0 {
+		return s.base + d
+	}
+	return s.base + time.Duration(float64(d)*(1+s.driftPPM/1e6))
 }
 
 // Period returns the nominal duration of one tick.
@@ -45,25 +98,40 @@ func (c *Clock) Period() time.Duration { return c.period }
 // Now returns SYSCOUNT at the current time.
 func (c *Clock) Now() uint64 { return c.At(time.Now()) }
 
-// At returns SYSCOUNT at time t. Times before the epoch read as 0.
+// At returns SYSCOUNT at time t. Times before the epoch read as 0. After
+// a Step or SetDriftPPM, At extrapolates the current segment: it keeps no
+// history, so times before the last change read as if the current rate
+// and offset had always applied.
 func (c *Clock) At(t time.Time) uint64 {
-	d := t.Sub(c.epoch)
-	if d <= 0 {
+	s := c.seg.Load()
+	if s.driftPPM == 0 {
+		ct := s.base + t.Sub(s.start)
+		if ct <= 0 {
+			return 0
+		}
+		return uint64(ct / c.period)
+	}
+	d := t.Sub(s.start)
+	if s.base == 0 && d <= 0 {
 		return 0
 	}
-	if c.driftPPM == 0 {
-		return uint64(d / c.period)
+	v := (float64(d)*(1+s.driftPPM/1e6) + float64(s.base)) / float64(c.period)
+	if v <= 0 {
+		return 0
 	}
-	return uint64(float64(d) * (1 + c.driftPPM/1e6) / float64(c.period))
+	return uint64(v)
 }
 
-// TimeOf returns the earliest time at which SYSCOUNT reads at least tick.
+// TimeOf returns the earliest time at which SYSCOUNT reads at least tick
+// (under the current segment).
 func (c *Clock) TimeOf(tick uint64) time.Time {
-	if c.driftPPM == 0 {
-		return c.epoch.Add(time.Duration(tick) * c.period)
+	s := c.seg.Load()
+	ct := time.Duration(tick) * c.period
+	if s.driftPPM == 0 {
+		return s.start.Add(ct - s.base)
 	}
-	ns := math.Ceil(float64(tick) * float64(c.period) / (1 + c.driftPPM/1e6))
-	return c.epoch.Add(time.Duration(ns))
+	ns := math.Ceil((float64(tick)*float64(c.period) - float64(s.base)) / (1 + s.driftPPM/1e6))
+	return s.start.Add(time.Duration(ns))
 }
 
 // Low29 returns the window tick of a SYSCOUNT value: its low 29 bits.
