@@ -28,8 +28,11 @@ func TestTopologyWithFaults(t *testing.T) {
 			{Src: topology.NodeMAC(1), Dst: topology.NodeMAC(0), Seed: 2, Size: 200},
 		}
 		checkers := [2]*traffic.Checker{traffic.NewChecker(ss[1]), traffic.NewChecker(ss[0])}
-		topo := topology.New(topology.Config{SPI: spibridge.DefaultTiming(), Chip: chip.Config{Epoch: epoch}},
+		topo, err := topology.New(topology.Config{SPI: spibridge.DefaultTiming(), Chip: chip.Config{Epoch: epoch}},
 			[2]func([]byte) bool{checkers[0].Receive, checkers[1].Receive})
+		if err != nil {
+			t.Fatal(err)
+		}
 		inj := New(7, epoch, nil)
 		for i, nd := range topo.Nodes {
 			nd.Bus.SetFaults(inj.SPI(nd.Name))

@@ -55,7 +55,9 @@ func (t *Topology) Audit(i int, delivered uint64) []error {
 		if i == 1 {
 			cs = ba
 		}
-		check(cs.Frames+cs.LostAtClose == ft, "cable: %d delivered + %d lost at close != %d transmitted", cs.Frames, cs.LostAtClose, ft)
+		check(cs.Frames+cs.LostInjected+cs.LostUnplugged+cs.LostAtClose == ft,
+			"cable: %d delivered + %d lost (injected) + %d lost (unplugged) + %d lost at close != %d transmitted",
+			cs.Frames, cs.LostInjected, cs.LostUnplugged, cs.LostAtClose, ft)
 		check(rx == cs.Frames, "chip %s: FD_TOTAL_RX_FRAME_CNT %d != %d frames off the cable", dst.Name, rx, cs.Frames)
 	} else {
 		check(rx <= ft, "chip %s: FD_TOTAL_RX_FRAME_CNT %d > %d transmitted by %s", dst.Name, rx, ft, src.Name)

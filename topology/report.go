@@ -81,6 +81,11 @@ func writeCounters(w io.Writer, r registers) {
 // a and b.
 func WriteCableReport(w io.Writer, a, b string, c *cable.Cable) {
 	ab, ba := c.Stats()
-	fmt.Fprintf(w, "cable: %s->%s %d frames %d bytes; %s->%s %d frames %d bytes; lost at close %d\n",
-		a, b, ab.Frames, ab.Bytes, b, a, ba.Frames, ba.Bytes, ab.LostAtClose+ba.LostAtClose)
+	for _, d := range []struct {
+		from, to string
+		s        cable.Stats
+	}{{a, b, ab}, {b, a, ba}} {
+		fmt.Fprintf(w, "cable %s->%s: %d frames %d bytes delivered (%d corrupted); lost: %d injected, %d unplugged, %d at close\n",
+			d.from, d.to, d.s.Frames, d.s.Bytes, d.s.Corrupted, d.s.LostInjected, d.s.LostUnplugged, d.s.LostAtClose)
+	}
 }
