@@ -16,6 +16,7 @@ import (
 	"tsnsim/cable"
 	"tsnsim/chip"
 	"tsnsim/driver"
+	"tsnsim/fault"
 	"tsnsim/spibridge"
 )
 
@@ -33,7 +34,11 @@ type Config struct {
 	// and what to close after the driver has stopped. Nil: the driver
 	// uses the in-process bus directly.
 	Transport func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error)
-	Logger    *zap.Logger
+	// Faults, if set, injects its faults into both nodes' SPI buses,
+	// interrupt lines and chips and into both directions of the cable
+	// (each node's name selects its faults). The caller closes it.
+	Faults *fault.Injector
+	Logger *zap.Logger
 }
 
 // Node is one emulated board: chip, SPI bus, driver.
@@ -83,7 +88,31 @@ func New(cfg Config, receive [2]func([]byte) bool) (*Topology, error) {
 		t.Nodes[i] = n
 	}
 	t.Cable = cable.Connect(t.Nodes[0].Chip, t.Nodes[1].Chip, cfg.Cable)
+	if cfg.Faults != nil {
+		if err := t.injectFaults(cfg.Faults); err != nil {
+			t.Cable.Close()
+			t.closeTransports()
+			return nil, err
+		}
+	}
 	return t, nil
+}
+
+// injectFaults wires inj into every layer of both nodes.
+func (t *Topology) injectFaults(inj *fault.Injector) error {
+	for i, n := range t.Nodes {
+		n.Bus.SetFaults(inj.SPI(n.Name))
+		if err := n.Bus.SetIRQFaults(inj.IRQ(n.Name)); err != nil {
+			return fmt.Errorf("topology: faults of %s: %w", n.Name, err)
+		}
+		if err := inj.AttachChip(n.Name, n.Chip); err != nil {
+			return fmt.Errorf("topology: faults of %s: %w", n.Name, err)
+		}
+		if err := t.Cable.SetFaults(i, inj.Cable(n.Name)); err != nil {
+			return fmt.Errorf("topology: faults of the cable from %s: %w", n.Name, err)
+		}
+	}
+	return nil
 }
 
 // WithDefaults fills the fields New would: names "a" and "b", a nop

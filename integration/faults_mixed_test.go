@@ -1,4 +1,4 @@
-package fault
+package integration
 
 import (
 	"context"
@@ -9,17 +9,18 @@ import (
 
 	"tsnsim/chip"
 	"tsnsim/chip/regs"
+	"tsnsim/fault"
 	"tsnsim/spibridge"
 	"tsnsim/topology"
 	"tsnsim/traffic"
 )
 
-// TestTopologyWithFaults wires an injector into a whole topology as
-// docs/faults.md says (drivers included) and runs traffic both ways with
+// TestMixedFaultPlan wires an injector into a whole topology
+// (topology.Config.Faults) and runs traffic both ways with
 // cable loss, corruption and delay, SPI latency and spurious interrupts:
 // every frame is delivered, lost or corrupted exactly as counted, and
 // every goroutine stops (synctest would report a leak).
-func TestTopologyWithFaults(t *testing.T) {
+func TestMixedFaultPlan(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 400
 		epoch := time.Now()
@@ -28,23 +29,10 @@ func TestTopologyWithFaults(t *testing.T) {
 			{Src: topology.NodeMAC(1), Dst: topology.NodeMAC(0), Seed: 2, Size: 200},
 		}
 		checkers := [2]*traffic.Checker{traffic.NewChecker(ss[1]), traffic.NewChecker(ss[0])}
-		topo, err := topology.New(topology.Config{SPI: spibridge.DefaultTiming(), Chip: chip.Config{Epoch: epoch}},
+		inj := fault.New(7, epoch, nil)
+		topo := newTopology(t, topology.Config{SPI: spibridge.DefaultTiming(), Chip: chip.Config{Epoch: epoch}, Faults: inj},
 			[2]func([]byte) bool{checkers[0].Receive, checkers[1].Receive})
-		if err != nil {
-			t.Fatal(err)
-		}
-		inj := New(7, epoch, nil)
-		for i, nd := range topo.Nodes {
-			nd.Bus.SetFaults(inj.SPI(nd.Name))
-			if err := nd.Bus.SetIRQFaults(inj.IRQ(nd.Name)); err != nil {
-				t.Fatal(err)
-			}
-			if err := inj.AttachChip(nd.Name, nd.Chip); err != nil {
-				t.Fatal(err)
-			}
-			topo.Cable.SetFaults(i, inj.Cable(nd.Name))
-		}
-		plan, err := ParsePlan([]byte(`{"seed": 7, "faults": [
+		plan, err := fault.ParsePlan([]byte(`{"seed": 7, "faults": [
 			{"layer": "cable", "kind": "loss", "node": "a", "probability": 0.05},
 			{"layer": "cable", "kind": "corrupt", "node": "b", "probability": 0.05, "bits": 3},
 			{"layer": "cable", "kind": "delay", "latency": "20us", "jitter": "50us", "probability": 0.2},
