@@ -5,6 +5,7 @@
 //
 //	tsnsim run [flags]   run two nodes and exchange verified test frames
 //	tsnsim regs [flags] read|write|dump ...   register access, real or emulated chip
+//	tsnsim fault ...     change the faults of a running tsnsim
 //	tsnsim trace FILE    summarise an SPI trace file
 //	tsnsim help          show this help
 package main
@@ -33,6 +34,8 @@ Usage:
   tsnsim regs [flags] read NAME|OFFSET | write NAME|OFFSET VALUE | dump
                        register access on an emulated, served (--attach) or
                        real (--spidev) chip
+  tsnsim fault --control PATH list|counts|add SPEC|remove ID|clear
+                       change the faults of a running tsnsim (--fault-control)
   tsnsim trace FILE    summarise an SPI trace file (JSON Lines): per node and
                        kind, counts, bus utilisation, latencies, errors, faults
   tsnsim help          show this help
@@ -52,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCommand(args[1:], stdout, stderr)
+	case "fault":
+		return faultCommand(args[1:], stdout, stderr)
 	case "regs":
 		return regsCommand(args[1:], stdout, stderr)
 	case "trace":

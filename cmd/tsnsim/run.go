@@ -35,6 +35,7 @@ type runOptions struct {
 
 	txRing int
 	modelOptions
+	faultOptions
 	stackOptions
 	framesOptions
 	tapOptions
@@ -50,6 +51,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.StringVar(&o.spiTrace, "spi-trace", "", "write every SPI transaction of both nodes to this file, one JSON line each (summarise it with tsnsim trace FILE)")
 	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries (1 reproduces the field driver's loss)")
 	o.modelOptions.addFlags(fs)
+	o.faultOptions.addFlags(fs)
 	o.stackOptions.addFlags(fs)
 	o.framesOptions.addFlags(fs)
 	o.tapOptions.addFlags(fs)
@@ -76,6 +78,9 @@ func (o *runOptions) validate() error {
 		return fmt.Errorf("--tx-ring %d: want at least 1", o.txRing)
 	}
 	if err := o.modelOptions.validate(); err != nil {
+		return err
+	}
+	if err := o.faultOptions.validate(); err != nil {
 		return err
 	}
 	switch o.backend {
@@ -216,6 +221,20 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	r := &outcome{out: stdout}
 	cfg := o.topologyConfig(log, capture).WithDefaults()
 	cfg.Driver = driver.Config{TxRingSize: o.txRing}
+	inj, err := o.injector(cfg.Chip.Epoch, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
+		return exitUsage
+	}
+	if inj != nil {
+		defer inj.Close()
+		cfg.Faults = inj
+	}
+	stopControl, err := o.serveControl(inj, r)
+	if err != nil {
+		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
+		return exitFail
+	}
 	var trace *spitrace.Writer
 	if o.spiTrace != "" {
 		var err error
@@ -227,7 +246,6 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			return spibridge.NewTraced(bus, cfg.Names[i], trace), nil, nil
 		}
 	}
-	var err error
 	switch o.backend {
 	case backendNetstack:
 		err = runStack(&o, cfg, r)
@@ -239,6 +257,8 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		r.fail("%v", err)
 	}
+	stopControl()
+	reportFaults(r, inj)
 	if capture != nil {
 		if err := capture.Close(); err != nil {
 			r.fail("%v", err)
