@@ -7,12 +7,61 @@
 // one SPI worker goroutine that owns the bus for frames: woken by the
 // interrupt line or by transmit, it writes queued TX frames and drains RX
 // until the chip reports an empty metadata FIFO.
+//
+// # Faults
+//
+// A failed SPI transfer may or may not have reached the chip (a timeout
+// before the chip saw it, or after it acted). The driver never treats a
+// failed transfer as done and never guesses where the chip can tell:
+//
+//   - TX: at Open the driver reads the low halves of FS_TOTAL_RX_FRAME_CNT
+//     and FS_TOTAL_BACK_PRESSURE_EVENT_CNT; their sum counts every TX
+//     write the chip took or refused for space, and the driver keeps the
+//     sum it expects (mod 2^32) as it writes. After a failed write it reads
+//     them again (each value read twice until two reads agree, retried
+//     with backoff): expected+1 means the chip took the frame (TxPackets,
+//     TxReconciled); expected means it did not, and the write is repeated
+//     after a backoff (TxRetries), MaxTxAttempts writes in all, then
+//     TxErrors; anything else (counters cleared, or unreadable) counts
+//     TxErrors, takes the read sum as the new baseline and is logged. A
+//     write cut short by Stop is reconciled by Stop (taken: TxPackets; not
+//     taken: TxDropped). A write the chip refused for space is lost on the
+//     chip and counted there (FS_TOTAL_BACK_PRESSURE_EVENT_CNT), as sent
+//     by the driver.
+//   - RX: a failed metadata read may have popped an entry, leaving an
+//     orphan frame in the frame FIFO; a failed frame read may or may not
+//     have popped its frame. After any RX transfer error, bad FCS, bad
+//     length or an idle poll that finds frames without metadata, the driver
+//     takes a snapshot of FD_TOTAL_RX_FRAME_CNT, FD_TOTAL_DROP_FRAME_CNT and
+//     TSN_RX_FIFO_STATUS (each read twice, consistent only if no frame
+//     arrived meanwhile). The FD counters minus the metadata FIFO level
+//     give exactly how many metadata entries left the chip, so the number
+//     of orphan frames at the head of the frame FIFO is known; they are
+//     read and discarded (RxOrphans, in RxErrors). A frame whose read
+//     failed and that is still at the head is read again (RxRetries) and
+//     delivered. When both FIFOs are found empty, frames the chip accepted
+//     but the driver never counted were lost inside failed transfers and
+//     are counted in RxFIFOErrors; the ledger then restarts from there.
+//   - Backoff: after a failed transfer the worker waits, exponentially
+//     from 1 ms to 64 ms, reset by the next successful round; draining
+//     resumes after errors.
+//   - Lost or spurious interrupt edges: the idle worker polls
+//     TSN_RX_FIFO_STATUS every Config.PollInterval with one register read
+//     and drains what it finds (RxPollRecoveries), so frames behind a lost
+//     edge wait at most PollInterval plus the drain time. A spurious edge
+//     costs one empty metadata read.
+//   - Every wait has a bound: transfers run under a context that Stop
+//     cancels, backoffs stop on cancellation, Stop waits for the worker at
+//     most StopTimeout, and Open and Stop give up with an error after a
+//     bounded number of retries on a failing bus.
 package driver
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -26,9 +75,29 @@ import (
 // section 6, scenario 1).
 const DefaultTxRingSize = 64
 
-// rxErrorBackoff is how long the worker waits before retrying RX after a
-// failed SPI transfer, so a failing bus is not hammered.
-const rxErrorBackoff = time.Millisecond
+// DefaultPollInterval is how often an idle worker looks at
+// TSN_RX_FIFO_STATUS for frames whose interrupt edge was lost: one 8-byte
+// register read (about 24 us of bus time at 15 MHz) per 10 ms.
+const DefaultPollInterval = 10 * time.Millisecond
+
+// MaxTxAttempts is how many times the worker writes one TX frame that the
+// chip was found not to have taken after a failed write.
+const MaxTxAttempts = 3
+
+// StopTimeout bounds how long Stop waits for the SPI worker to leave a
+// transfer that does not honour cancellation.
+const StopTimeout = time.Second
+
+// Backoff after failed transfers: exponential between these bounds.
+const (
+	minBackoff = time.Millisecond
+	maxBackoff = 64 * time.Millisecond
+)
+
+// regAttempts bounds the tries of one register access of the driver's own
+// (Open, Stop, reconciliation); with the backoff that is at most about
+// 15 ms of waiting.
+const regAttempts = 5
 
 // Errors of Transmit.
 var (
@@ -53,7 +122,14 @@ type Config struct {
 	// must not block for long; it returns false when the stack could not
 	// take the frame (counted in RxDropped).
 	Receive func(frame []byte) bool
-	Logger  *zap.Logger
+	// PollInterval is how often the idle worker reads TSN_RX_FIFO_STATUS
+	// to recover frames whose interrupt edge was lost (zero or negative:
+	// DefaultPollInterval; polling cannot be turned off).
+	PollInterval time.Duration
+	// XmitClock says whether Transmit reads SYSCOUNT over SPI (chip.md
+	// section 6, scenario 2); default XmitClockNone.
+	XmitClock XmitClock
+	Logger    *zap.Logger
 }
 
 // Driver is one network interface driven over one SPI transport.
@@ -72,11 +148,17 @@ type Driver struct {
 	stopped  bool // netif queue stopped
 	up       bool
 	stats    Stats
+	sess     context.Context // the open session, cancelled by Stop
+
+	// Owned by the worker while it runs, by Open and Stop otherwise.
+	txl   txLedger
+	rxl   rxLedger
+	limbo *txSlot // a write cut short by cancellation, not yet reconciled
 
 	kick   chan struct{} // wakes the worker
 	wake   chan struct{} // queue woken after being stopped
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   chan struct{} // closed when the worker has stopped
 }
 
 type txSlot struct {
@@ -92,42 +174,90 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	if cfg.Priority == 0 {
 		cfg.Priority = proto.PriorityBestEffort
 	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	done := make(chan struct{})
+	close(done) // no worker yet
 	return &Driver{
 		tr: tr, cfg: cfg,
 		log:  cfg.Logger.Named("driver").With(zap.String("if", cfg.Name)),
 		ring: make([]txSlot, cfg.TxRingSize),
 		kick: make(chan struct{}, 1),
 		wake: make(chan struct{}, 1),
+		done: done,
 	}
 }
 
-// Open brings the interface up: it enables TSN on the chip and starts the
-// SPI worker.
+// Open brings the interface up: it enables TSN on the chip, takes the
+// baselines of the chip's TX and RX counters (reconciling a write left
+// over from the last session) and starts the SPI worker. On a failing
+// bus it gives up after bounded retries and returns the error; the
+// interface stays down.
 func (d *Driver) Open(ctx context.Context) error {
 	d.life.Lock()
 	defer d.life.Unlock()
 	d.mu.Lock()
-	if d.up {
-		d.mu.Unlock()
+	up, done := d.up, d.done
+	d.mu.Unlock()
+	if up {
 		return errors.New("driver: already open")
 	}
-	d.mu.Unlock()
-	if err := d.WriteRegister(ctx, regs.TSNSystemControl+4, uint32(regs.TSNEnable.Put(0, 1))); err != nil {
+	select {
+	case <-done:
+	default:
+		return fmt.Errorf("driver: the last session's SPI worker is still in a transfer: %w", syscall.EBUSY)
+	}
+	bo := newBackoff()
+	if err := d.writeRetry(ctx, bo, regs.TSNSystemControl+4, uint32(regs.TSNEnable.Put(0, 1))); err != nil {
+		return err
+	}
+	if err := d.baselines(ctx, bo); err != nil {
+		if derr := d.WriteRegister(ctx, regs.TSNSystemControl+4, 0); derr != nil {
+			err = errors.Join(err, derr)
+		}
 		return err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
+	done = make(chan struct{})
 	d.mu.Lock()
-	d.up, d.stopped, d.cancel, d.done = true, false, cancel, make(chan struct{})
+	d.up, d.stopped, d.sess, d.cancel, d.done = true, false, wctx, cancel, done
 	d.mu.Unlock()
-	go d.worker(wctx)
+	go d.worker(wctx, done)
+	return nil
+}
+
+// baselines resolves a write left in limbo by the last session and reads
+// the TX and RX counter baselines.
+func (d *Driver) baselines(ctx context.Context, bo *backoff) error {
+	sum, err := d.readTxSum(ctx, bo)
+	if err != nil {
+		return err
+	}
+	d.settleLimbo(sum, true)
+	d.txl = txLedger{expected: sum, valid: true}
+	s, err := d.rxSnapshot(ctx, bo)
+	if err != nil {
+		return err
+	}
+	d.rxl = rxLedger{}
+	if s.stable {
+		d.rxl.rebase(s)
+	} else {
+		// Frames kept arriving: the worker takes the baseline when idle.
+		d.rxl.dirty = true
+	}
 	return nil
 }
 
 // Stop brings the interface down: it stops the SPI worker, drops the
-// frames still on the TX ring (counted in TxDropped) and disables TSN.
+// frames still on the TX ring (counted in TxDropped), reconciles a write
+// the stop cut short and disables TSN. It returns an error if the worker
+// did not leave its transfer within StopTimeout (or before ctx ends), or
+// if the chip could not be reached; the interface is down in any case.
 func (d *Driver) Stop(ctx context.Context) error {
 	d.life.Lock()
 	defer d.life.Unlock()
@@ -140,7 +270,19 @@ func (d *Driver) Stop(ctx context.Context) error {
 	cancel, done := d.cancel, d.done
 	d.mu.Unlock()
 	cancel()
-	<-done
+	var errs []error
+	t := time.NewTimer(StopTimeout)
+	defer t.Stop()
+	stopped := true
+	select {
+	case <-done:
+	case <-t.C:
+		stopped = false
+		errs = append(errs, fmt.Errorf("driver: SPI worker still in a transfer %v after Stop: %w", StopTimeout, context.DeadlineExceeded))
+	case <-ctx.Done():
+		stopped = false
+		errs = append(errs, fmt.Errorf("driver: waiting for the SPI worker: %w", ctx.Err()))
+	}
 	d.mu.Lock()
 	d.stats.TxDropped += uint64(d.queued)
 	for d.queued > 0 {
@@ -149,40 +291,21 @@ func (d *Driver) Stop(ctx context.Context) error {
 		d.queued--
 	}
 	d.mu.Unlock()
-	return d.WriteRegister(ctx, regs.TSNSystemControl+4, 0)
-}
-
-// Transmit is ndo_start_xmit: it pads frame to 60 bytes, appends its FCS,
-// prepends send-now tx_metadata and queues it on the TX ring. frame is
-// not retained. ErrBusy means the ring is full and the frame was not
-// taken (counted in TxBusy); ErrDown and ErrFrameTooLong mean it was
-// dropped (counted in TxDropped).
-func (d *Driver) Transmit(frame []byte) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.stats.TxOffered++
-	if !d.up {
-		d.stats.TxDropped++
-		return ErrDown
+	if !stopped {
+		return errors.Join(errs...) // the worker still owns the bus state
 	}
-	if d.queued == len(d.ring) {
-		d.stats.TxBusy++
-		d.stopped = true
-		return ErrBusy
+	bo := newBackoff()
+	if d.limbo != nil {
+		sum, err := d.readTxSum(ctx, bo)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		d.settleLimbo(sum, err == nil)
 	}
-	wire := max(len(frame), proto.MinFrameLen) + proto.FCSLen
-	mosi, err := proto.TxFrameWrite(proto.SendNow(wire, d.cfg.Priority), frame)
-	if err != nil {
-		d.stats.TxDropped++
-		return ErrFrameTooLong
+	if err := d.writeRetry(ctx, bo, regs.TSNSystemControl+4, 0); err != nil {
+		errs = append(errs, err)
 	}
-	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame)}
-	d.queued++
-	if d.queued == len(d.ring) {
-		d.stopped = true // netif_stop_queue
-	}
-	signal(d.kick)
-	return nil
+	return errors.Join(errs...)
 }
 
 // QueueStopped reports whether the TX queue is stopped (ring full).
@@ -201,6 +324,12 @@ func (d *Driver) Up() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.up
+}
+
+func (d *Driver) count(f func(*Stats)) {
+	d.mu.Lock()
+	f(&d.stats)
+	d.mu.Unlock()
 }
 
 func signal(c chan struct{}) {
