@@ -51,9 +51,9 @@
 //     edge wait at most PollInterval plus the drain time. A spurious edge
 //     costs one empty metadata read.
 //   - Every wait has a bound: transfers run under a context that Stop
-//     cancels, backoffs stop on cancellation, Stop waits for the worker at
-//     most StopTimeout, and Open and Stop give up with an error after a
-//     bounded number of retries on a failing bus.
+//     cancels, backoffs stop on cancellation, and Open and Stop give up
+//     with an error after a bounded number of retries on a failing bus or
+//     after LifecycleTimeout on one that never answers.
 package driver
 
 import (
@@ -84,9 +84,11 @@ const DefaultPollInterval = 10 * time.Millisecond
 // chip was found not to have taken after a failed write.
 const MaxTxAttempts = 3
 
-// StopTimeout bounds how long Stop waits for the SPI worker to leave a
-// transfer that does not honour cancellation.
-const StopTimeout = time.Second
+// LifecycleTimeout bounds Open and Stop on a bus that never answers: each
+// runs under the caller's context cut to this long, and Stop waits this
+// long at most for the SPI worker to leave a transfer that does not
+// honour cancellation.
+const LifecycleTimeout = time.Second
 
 // Backoff after failed transfers: exponential between these bounds.
 const (
@@ -200,6 +202,8 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 func (d *Driver) Open(ctx context.Context) error {
 	d.life.Lock()
 	defer d.life.Unlock()
+	ctx, cancelOpen := context.WithTimeout(ctx, LifecycleTimeout)
+	defer cancelOpen()
 	d.mu.Lock()
 	up, done := d.up, d.done
 	d.mu.Unlock()
@@ -256,11 +260,14 @@ func (d *Driver) baselines(ctx context.Context, bo *backoff) error {
 // Stop brings the interface down: it stops the SPI worker, drops the
 // frames still on the TX ring (counted in TxDropped), reconciles a write
 // the stop cut short and disables TSN. It returns an error if the worker
-// did not leave its transfer within StopTimeout (or before ctx ends), or
-// if the chip could not be reached; the interface is down in any case.
+// did not leave its transfer in time, or if the chip could not be
+// reached; the interface is down in any case. It takes at most
+// LifecycleTimeout.
 func (d *Driver) Stop(ctx context.Context) error {
 	d.life.Lock()
 	defer d.life.Unlock()
+	ctx, cancelStop := context.WithTimeout(ctx, LifecycleTimeout)
+	defer cancelStop()
 	d.mu.Lock()
 	if !d.up {
 		d.mu.Unlock()
@@ -271,17 +278,12 @@ func (d *Driver) Stop(ctx context.Context) error {
 	d.mu.Unlock()
 	cancel()
 	var errs []error
-	t := time.NewTimer(StopTimeout)
-	defer t.Stop()
 	stopped := true
 	select {
 	case <-done:
-	case <-t.C:
-		stopped = false
-		errs = append(errs, fmt.Errorf("driver: SPI worker still in a transfer %v after Stop: %w", StopTimeout, context.DeadlineExceeded))
 	case <-ctx.Done():
 		stopped = false
-		errs = append(errs, fmt.Errorf("driver: waiting for the SPI worker: %w", ctx.Err()))
+		errs = append(errs, fmt.Errorf("driver: SPI worker still in a transfer at Stop: %w", ctx.Err()))
 	}
 	d.mu.Lock()
 	d.stats.TxDropped += uint64(d.queued)
@@ -294,15 +296,14 @@ func (d *Driver) Stop(ctx context.Context) error {
 	if !stopped {
 		return errors.Join(errs...) // the worker still owns the bus state
 	}
-	bo := newBackoff()
 	if d.limbo != nil {
-		sum, err := d.readTxSum(ctx, bo)
+		sum, err := d.readTxSum(ctx, newBackoff())
 		if err != nil {
 			errs = append(errs, err)
 		}
 		d.settleLimbo(sum, err == nil)
 	}
-	if err := d.writeRetry(ctx, bo, regs.TSNSystemControl+4, 0); err != nil {
+	if err := d.writeRetry(ctx, newBackoff(), regs.TSNSystemControl+4, 0); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

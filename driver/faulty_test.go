@@ -321,3 +321,5 @@ func (r *rig) checkRxSettled(t *testing.T) Stats {
 	}
 	return s
 }
+
+func appendFCS(f []byte) []byte { return proto.AppendFCS(f) }
