@@ -249,7 +249,7 @@ func (d *Driver) baselines(ctx context.Context, bo *backoff) error {
 	}
 	d.rxl = rxLedger{}
 	if s.stable {
-		d.rxl.rebase(s)
+		d.rxl.rebase(s, nil)
 	} else {
 		// Frames kept arriving: the worker takes the baseline when idle.
 		d.rxl.dirty = true

@@ -185,7 +185,8 @@ func (d *Driver) readTxSum(ctx context.Context, bo *backoff) (uint32, error) {
 // rxSnap is the RX side of the chip at one instant: frames accepted into
 // the RX FIFOs (FD_TOTAL_RX_FRAME_CNT_L - FD_TOTAL_DROP_FRAME_CNT_L, mod
 // 2^32) and the FIFO levels of TSN_RX_FIFO_STATUS_L. stable is false when
-// frames kept arriving while it was read (the values are then unusable).
+// frames kept being accepted while it was read (the values are then
+// unusable).
 type rxSnap struct {
 	accepted uint32
 	metas    int // META_FIFO_DATA_CNT: metadata entries
@@ -195,22 +196,37 @@ type rxSnap struct {
 
 func (s rxSnap) empty() bool { return s.metas == 0 && s.words == 0 }
 
-// rxSnapshotPasses bounds the passes of one snapshot: a frame arriving
-// between two passes makes them differ.
-const rxSnapshotPasses = 3
+// rxSnapshotPasses bounds the passes of one snapshot.
+const rxSnapshotPasses = 4
 
-// rxSnapshot reads an rxSnap: three registers, in two or more passes
-// that must agree.
+// rxSnapshot reads an rxSnap: FD_TOTAL_RX_FRAME_CNT_L,
+// FD_TOTAL_DROP_FRAME_CNT_L and TSN_RX_FIFO_STATUS_L, pass after pass,
+// until two consecutive passes give the same accepted count and status.
+// A frame accepted during the passes changes both; a frame dropped
+// (FIFO full) moves both counters alike and does not disturb it, unless
+// it lands between the two counter reads; a value corrupted on MISO
+// does not come back twice.
 func (d *Driver) rxSnapshot(ctx context.Context, bo *backoff) (rxSnap, error) {
-	v, ok, err := d.readStable(ctx, bo, rxSnapshotPasses, regs.FDTotalRxFrameCnt+4, regs.FDTotalDropFrameCnt+4, regs.TSNRxFIFOStatus+4)
-	if err != nil || !ok {
-		return rxSnap{}, err
+	var prev rxSnap
+	for pass := range rxSnapshotPasses {
+		var v [3]uint32
+		for i, off := range [...]uint16{regs.FDTotalRxFrameCnt + 4, regs.FDTotalDropFrameCnt + 4, regs.TSNRxFIFOStatus + 4} {
+			var err error
+			if v[i], err = d.readRetry(ctx, bo, off); err != nil {
+				return rxSnap{}, err
+			}
+		}
+		st := uint64(v[2])
+		cur := rxSnap{
+			accepted: v[0] - v[1],
+			metas:    int(regs.RxMetaFIFODataCnt.Get(st)),
+			words:    int(regs.RxFrameFIFODataCnt.Get(st)),
+			stable:   true,
+		}
+		if pass > 0 && cur == prev {
+			return cur, nil
+		}
+		prev = cur
 	}
-	st := uint64(v[2])
-	return rxSnap{
-		accepted: v[0] - v[1],
-		metas:    int(regs.RxMetaFIFODataCnt.Get(st)),
-		words:    int(regs.RxFrameFIFODataCnt.Get(st)),
-		stable:   true,
-	}, nil
+	return rxSnap{}, nil
 }

@@ -11,24 +11,19 @@ import (
 // its frame and hands it up. It reports whether the chip had an entry; an
 // error means a transfer failed (the ledger knows what to check).
 func (w *worker) receiveOne() (bool, error) {
-	d, l := w.d, &w.d.rxl
-	if err := d.tr.Transfer(w.ctx, w.meta, w.metaMISO); err != nil {
-		w.failed("RX metadata read", err)
-		l.trouble = true // it may have taken an entry, orphaning its frame
-		return false, err
+	var n int
+	if l := &w.d.rxl; len(l.pending) > 0 {
+		// Taken while realigning, or by a failed read: its frame is
+		// at the head.
+		if n, l.pending = l.pending[0], l.pending[1:]; n == unknownLen {
+			return true, w.discardHead()
+		}
+	} else {
+		var err error
+		if n, err = w.readMeta(); err != nil || n == 0 {
+			return false, err
+		}
 	}
-	m := proto.ParseRxMetadata(w.metaMISO[proto.ReadDataStart:])
-	if m.FrameLength == 0 {
-		return false, nil
-	}
-	l.mk++
-	if l.skip > 0 {
-		// Its frame was already taken while resynchronising.
-		l.skip--
-		d.log.Debug("RX metadata entry without a frame skipped", zap.Uint16("len", m.FrameLength))
-		return true, nil
-	}
-	n := int(m.FrameLength)
 	valid := n > proto.FCSLen && n <= proto.MaxWireLen
 	if !valid {
 		// Still read a frame so the chip's frame FIFO stays in step
@@ -36,6 +31,22 @@ func (w *worker) receiveOne() (bool, error) {
 		n = min(max(n, 1), proto.MaxWireLen)
 	}
 	return true, w.readFrame(n, valid)
+}
+
+// readMeta reads one RX metadata entry and returns its frame length (0:
+// the FIFO was empty).
+func (w *worker) readMeta() (int, error) {
+	d, l := w.d, &w.d.rxl
+	if err := d.tr.Transfer(w.ctx, w.meta, w.metaMISO); err != nil {
+		w.failed("RX metadata read", err)
+		l.trouble = true // it may have taken an entry, orphaning its frame
+		return 0, err
+	}
+	n := int(proto.ParseRxMetadata(w.metaMISO[proto.ReadDataStart:]).FrameLength)
+	if n > 0 {
+		l.mk++
+	}
+	return n, nil
 }
 
 // readFrame reads the head of the chip's RX frame FIFO as n bytes (incl.
@@ -54,39 +65,36 @@ func (w *worker) readFrame(n int, lenValid bool) error {
 		return err
 	}
 	wire := miso[proto.ReadDataStart:]
+	l.candidate = 0 // whatever the head was, it is gone
 	switch {
 	case !lenValid:
 		l.fk++
-		l.trouble = true
 		d.count(func(s *Stats) { s.RxErrors++; s.RxLengthErrors++ })
 	case proto.FCSValid(wire):
 		l.fk++
+		l.bad = 0
 		d.deliver(wire[:n-proto.FCSLen])
+		return nil
 	case allZero(wire):
 		// The chip had no frame (a rejected read returns zeros): the
 		// frame of this entry is gone already.
-		l.trouble, l.dirty = true, true
+		l.dirty = true
 		d.log.Debug("RX frame FIFO empty under a metadata entry", zap.Int("len", n))
 	default:
 		l.fk++
-		l.trouble = true
 		d.count(func(s *Stats) { s.RxErrors++; s.RxCRCErrors++ })
 	}
+	l.trouble = true
+	l.bad++
 	return nil
 }
 
 // discardHead takes the head frame off the chip's RX frame FIFO when it
-// has no metadata entry. If a failed read may have left its frame there
-// (l.candidate), it reads that length and delivers a frame whose FCS
-// checks (RxRetries); otherwise it reads one byte, which still takes the
-// whole frame (RxOrphans).
+// has no metadata entry: a one-byte read still takes the whole frame
+// (RxOrphans).
 func (w *worker) discardHead() error {
 	d, l := w.d, &w.d.rxl
-	n, rescue := 1, l.candidate > 0
-	if rescue {
-		n = l.candidate
-	}
-	miso := make([]byte, proto.ReadDataStart+n)
+	miso := make([]byte, proto.ReadDataStart+1)
 	if err := d.tr.Transfer(w.ctx, w.frameMOSI[:len(miso)], miso); err != nil {
 		w.failed("RX orphan frame read", err)
 		l.u++
@@ -94,23 +102,73 @@ func (w *worker) discardHead() error {
 		return err
 	}
 	l.fk++
-	wire := miso[proto.ReadDataStart:]
-	if rescue {
-		l.candidate = 0
-		d.count(func(s *Stats) { s.RxRetries++ })
-		if proto.FCSValid(wire) {
-			// The failed read had not taken it.
-			l.u = max(l.u-1, 0)
-			d.deliver(wire[:n-proto.FCSLen])
-			return nil
-		}
-		// Not the frame whose read failed: assume the failed reads took
-		// their frames (settled when the FIFOs are next empty).
-		l.g += l.u
-		l.u = 0
-	}
 	d.count(func(s *Stats) { s.RxErrors++; s.RxOrphans++ })
 	return nil
+}
+
+// rescueHead re-reads the head of the frame FIFO at the length of the
+// frame whose read failed (l.candidate), when the FIFO level says it is
+// still there: delivered if its FCS checks (RxRetries), else counted in
+// RxOrphans.
+func (w *worker) rescueHead() error {
+	_, err := w.readCandidate()
+	return err
+}
+
+// readCandidate reads the head of the frame FIFO at the length of the
+// frame whose read failed (l.candidate) and reports whether its FCS
+// checked (then it is delivered; otherwise counted in RxOrphans).
+func (w *worker) readCandidate() (bool, error) {
+	d, l := w.d, &w.d.rxl
+	n := l.candidate
+	miso := make([]byte, proto.ReadDataStart+n)
+	if err := d.tr.Transfer(w.ctx, w.frameMOSI[:len(miso)], miso); err != nil {
+		w.failed("RX frame re-read", err)
+		l.u++
+		return false, err
+	}
+	l.fk++
+	l.candidate = 0
+	d.count(func(s *Stats) { s.RxRetries++ })
+	if wire := miso[proto.ReadDataStart:]; proto.FCSValid(wire) {
+		d.deliver(wire[:n-proto.FCSLen])
+		return true, nil
+	}
+	d.count(func(s *Stats) { s.RxErrors++; s.RxOrphans++ })
+	return false, nil
+}
+
+// tryHead settles one failed frame read when the head of the frame FIFO
+// is either that frame or, if the failed read took it, the next one. It
+// reads the head at the failed frame's length: if the FCS checks, the
+// failed read had not taken it (delivered, RxRetries). Otherwise the
+// failed read took it (counted when the ledger is next settled) and the
+// frame just read was the next one's (RxOrphans): the lost frame is
+// counted in RxFIFOErrors and the next one's metadata entry, pending or
+// still in the chip, is dropped.
+func (w *worker) tryHead() error {
+	d, l := w.d, &w.d.rxl
+	ok, err := w.readCandidate()
+	if err != nil {
+		return err
+	}
+	l.u = 0
+	if ok {
+		return nil
+	}
+	// The failed read took its frame.
+	l.fk++
+	d.count(func(s *Stats) { s.RxErrors++; s.RxFIFOErrors++ })
+	if len(l.pending) > 0 {
+		l.pending = l.pending[1:]
+		return nil
+	}
+	n, err := w.readMeta()
+	if err == nil && n == 0 {
+		d.log.Debug("RX frame without metadata after a failed read")
+		l.dirty = true
+	}
+	return err
 }
 
 // poll is the idle check for lost interrupt edges: one read of

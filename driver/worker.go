@@ -59,7 +59,7 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		if l.trouble && !failed {
 			failed = w.resync() != nil
 		}
-		if rxPending && !failed {
+		if rxPending && !failed && !l.trouble {
 			switch got, err := w.receiveOne(); {
 			case err != nil:
 				failed = true
