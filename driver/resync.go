@@ -82,16 +82,9 @@ func (w *worker) resync() error {
 		if err != nil {
 			return err
 		}
-		if !s.stable {
-			// Frames keep arriving: try again next round, reading no
-			// RX meanwhile, but not forever.
-			if l.unstable++; l.unstable >= maxUnstable {
-				d.log.Debug("RX resync gave up: frames keep arriving", zap.Int("tries", l.unstable))
-				l.trouble, l.dirty, l.unstable = false, true, 0
-			}
+		if w.unsettled(s) {
 			return nil
 		}
-		l.unstable = 0
 		if !l.valid {
 			d.log.Debug("RX ledger baseline taken", zap.Int("metas", s.metas), zap.Int("words", s.words))
 			l.rebase(s, nil)
@@ -157,6 +150,23 @@ func (w *worker) resync() error {
 	return nil
 }
 
+// unsettled reports whether snapshot s was spoilt by arriving frames.
+// Then RX reads wait for the next round's attempt, but not forever:
+// after maxUnstable spoilt attempts in a row they go on unchecked and the
+// ledger is settled at the next idle moment.
+func (w *worker) unsettled(s rxSnap) bool {
+	l := &w.d.rxl
+	if s.stable {
+		l.unstable = 0
+		return false
+	}
+	if l.unstable++; l.unstable >= maxUnstable {
+		w.d.log.Debug("RX resync gave up for now: frames keep arriving", zap.Int("tries", l.unstable))
+		l.trouble, l.dirty, l.unstable = false, true, 0
+	}
+	return true
+}
+
 // unknownLen marks a pending entry taken by a failed read: its frame is
 // discarded when its turn comes.
 const unknownLen = 0
@@ -186,8 +196,10 @@ func wordsFit(w int, pending []int) bool {
 func (w *worker) realign(s rxSnap) error {
 	d, l := w.d, &w.d.rxl
 	for range maxResyncSteps {
+		if w.unsettled(s) {
+			return nil
+		}
 		switch extra := s.words - sumWords(l.pending); {
-		case !s.stable:
 		case s.metas > 0:
 			for range s.metas {
 				n, err := w.readMeta()
@@ -244,8 +256,10 @@ func (w *worker) flush(s rxSnap) error {
 		zap.Int("metas", s.metas), zap.Int("words", s.words), zap.Int("pending", len(l.pending)))
 	l.pending, l.candidate = nil, 0
 	for range maxResyncSteps {
+		if w.unsettled(s) {
+			return nil
+		}
 		switch {
-		case !s.stable:
 		case s.metas > 0:
 			for range s.metas {
 				if _, err := w.readMeta(); err != nil {
