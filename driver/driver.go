@@ -28,28 +28,36 @@
 //     taken: TxDropped). A write the chip refused for space is lost on the
 //     chip and counted there (FS_TOTAL_BACK_PRESSURE_EVENT_CNT), as sent
 //     by the driver.
-//   - RX: a failed metadata read may have popped an entry, leaving an
-//     orphan frame in the frame FIFO; a failed frame read may or may not
-//     have popped its frame. After any RX transfer error, bad FCS, bad
-//     length or an idle poll that finds frames without metadata, the driver
-//     takes a snapshot of FD_TOTAL_RX_FRAME_CNT, FD_TOTAL_DROP_FRAME_CNT and
-//     TSN_RX_FIFO_STATUS (each read twice, consistent only if no frame
-//     arrived meanwhile). The FD counters minus the metadata FIFO level
-//     give exactly how many metadata entries left the chip, so the number
-//     of orphan frames at the head of the frame FIFO is known; they are
-//     read and discarded (RxOrphans, in RxErrors). A frame whose read
-//     failed and that is still at the head is read again (RxRetries) and
-//     delivered. When both FIFOs are found empty, frames the chip accepted
-//     but the driver never counted were lost inside failed transfers and
-//     are counted in RxFIFOErrors; the ledger then restarts from there.
+//   - RX: a failed metadata read may have taken an entry, orphaning its
+//     frame; a failed frame read may or may not have taken its frame. After
+//     any RX transfer error, bad FCS or bad length, or an idle poll that
+//     finds frames without metadata, the driver reads a snapshot of
+//     FD_TOTAL_RX_FRAME_CNT_L, FD_TOTAL_DROP_FRAME_CNT_L and
+//     TSN_RX_FIFO_STATUS_L (passes repeated until two agree: consistent, and
+//     not corrupted on MISO). The FD counters minus the metadata FIFO level
+//     say exactly how many entries left the chip, so orphans are known by
+//     number and discarded in order (RxOrphans, in RxErrors). One failed
+//     frame read is settled by reading the head at that frame's length: a
+//     good FCS means it was still there (delivered, RxRetries); otherwise
+//     the failed read took it (RxFIFOErrors) and the frame just read was the
+//     next one's (RxOrphans; its entry is dropped). Anything less clear
+//     (several failed reads, bad frames in a row) is realigned: the driver
+//     takes every queued entry and matches the frame FIFO level (16-byte
+//     words) against their lengths, which tells which frames are still
+//     there; if nothing matches, both FIFOs are flushed (RxOrphans).
+//     Whenever the queued frames are known exactly the ledger is settled:
+//     frames the chip accepted that the driver never counted were lost
+//     inside failed reads (RxFIFOErrors). No frame is counted twice. A
+//     discard is a one-byte frame read, which takes the whole head frame
+//     (the chip counts a length-mismatch protocol error).
 //   - Backoff: after a failed transfer the worker waits, exponentially
 //     from 1 ms to 64 ms, reset by the next successful round; draining
 //     resumes after errors.
-//   - Lost or spurious interrupt edges: the idle worker polls
-//     TSN_RX_FIFO_STATUS every Config.PollInterval with one register read
-//     and drains what it finds (RxPollRecoveries), so frames behind a lost
-//     edge wait at most PollInterval plus the drain time. A spurious edge
-//     costs one empty metadata read.
+//   - Lost or spurious interrupt edges: unless it is draining RX anyway,
+//     the worker polls TSN_RX_FIFO_STATUS every Config.PollInterval with
+//     one register read and drains what it finds (RxPollRecoveries), so
+//     frames behind a lost edge wait at most PollInterval plus the drain
+//     time. A spurious edge costs one empty metadata read.
 //   - Every wait has a bound: transfers run under a context that Stop
 //     cancels, backoffs stop on cancellation, and Open and Stop give up
 //     with an error after a bounded number of retries on a failing bus or

@@ -73,8 +73,9 @@ type faulty struct {
 
 	mu     sync.Mutex
 	rule   func(k xferKind, i int) fault
-	seen   [numKinds]int // transfers started, per kind
-	failed [numKinds]int // transfers that returned an error
+	flip   func(k xferKind, i int) bool // corrupt MISO of a transfer that passed
+	seen   [numKinds]int                // transfers started, per kind
+	failed [numKinds]int                // transfers that returned an error
 	once   sync.Once
 }
 
@@ -85,6 +86,12 @@ func newFaulty(inner spibridge.Transport) *faulty {
 func (f *faulty) setRule(r func(k xferKind, i int) fault) {
 	f.mu.Lock()
 	f.rule = r
+	f.mu.Unlock()
+}
+
+func (f *faulty) setFlip(r func(k xferKind, i int) bool) {
+	f.mu.Lock()
+	f.flip = r
 	f.mu.Unlock()
 }
 
@@ -109,12 +116,18 @@ func (f *faulty) Transfer(ctx context.Context, tx, rx []byte) error {
 	k := kindOf(tx)
 	f.mu.Lock()
 	f.seen[k]++
-	act := pass
+	act, flip := pass, false
 	if f.rule != nil {
 		act = f.rule(k, f.seen[k])
 	}
+	if f.flip != nil {
+		flip = f.flip(k, f.seen[k])
+	}
 	f.mu.Unlock()
 	err := f.do(ctx, act, tx, rx)
+	if err == nil && flip {
+		rx[len(rx)-1] ^= 0x01 // the last data byte: a register's bit 0
+	}
 	if err != nil {
 		f.mu.Lock()
 		f.failed[k]++

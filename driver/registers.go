@@ -144,13 +144,15 @@ func (d *Driver) writeRetry(ctx context.Context, bo *backoff, off uint16, v uint
 const txSumPasses = 4
 
 // readStable reads the register halves offs in order, pass after pass,
-// until two consecutive passes agree (at most passes passes): a
-// value corrupted on MISO, or one that changed between the reads, does
-// not come back twice. It reports whether the values are stable.
+// until a pass gives the same values as an earlier one (at most passes
+// passes): a value corrupted on MISO does not come back twice, and values
+// that only grow (counters, FIFO levels while the driver reads nothing)
+// are equal in two passes only if they did not change in between. It
+// reports whether the values are stable.
 func (d *Driver) readStable(ctx context.Context, bo *backoff, passes int, offs ...uint16) ([]uint32, bool, error) {
-	prev := make([]uint32, len(offs))
-	cur := make([]uint32, len(offs))
-	for pass := range passes {
+	var seen [][]uint32
+	for range passes {
+		cur := make([]uint32, len(offs))
 		for i, off := range offs {
 			v, err := d.readRetry(ctx, bo, off)
 			if err != nil {
@@ -158,12 +160,14 @@ func (d *Driver) readStable(ctx context.Context, bo *backoff, passes int, offs .
 			}
 			cur[i] = v
 		}
-		if pass > 0 && slices.Equal(prev, cur) {
-			return cur, true, nil
+		for _, p := range seen {
+			if slices.Equal(p, cur) {
+				return cur, true, nil
+			}
 		}
-		prev, cur = cur, prev
+		seen = append(seen, cur)
 	}
-	return prev, false, nil
+	return nil, false, nil
 }
 
 // errUnstable: the chip's counters never read the same twice in a row.
@@ -201,14 +205,14 @@ const rxSnapshotPasses = 4
 
 // rxSnapshot reads an rxSnap: FD_TOTAL_RX_FRAME_CNT_L,
 // FD_TOTAL_DROP_FRAME_CNT_L and TSN_RX_FIFO_STATUS_L, pass after pass,
-// until two consecutive passes give the same accepted count and status.
-// A frame accepted during the passes changes both; a frame dropped
+// until a pass gives the same accepted count and status as an earlier
+// one. A frame accepted during the passes changes both; a frame dropped
 // (FIFO full) moves both counters alike and does not disturb it, unless
 // it lands between the two counter reads; a value corrupted on MISO
 // does not come back twice.
 func (d *Driver) rxSnapshot(ctx context.Context, bo *backoff) (rxSnap, error) {
-	var prev rxSnap
-	for pass := range rxSnapshotPasses {
+	var seen []rxSnap
+	for range rxSnapshotPasses {
 		var v [3]uint32
 		for i, off := range [...]uint16{regs.FDTotalRxFrameCnt + 4, regs.FDTotalDropFrameCnt + 4, regs.TSNRxFIFOStatus + 4} {
 			var err error
@@ -223,10 +227,10 @@ func (d *Driver) rxSnapshot(ctx context.Context, bo *backoff) (rxSnap, error) {
 			words:    int(regs.RxFrameFIFODataCnt.Get(st)),
 			stable:   true,
 		}
-		if pass > 0 && cur == prev {
+		if slices.Contains(seen, cur) {
 			return cur, nil
 		}
-		prev = cur
+		seen = append(seen, cur)
 	}
 	return rxSnap{}, nil
 }

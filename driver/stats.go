@@ -16,8 +16,9 @@ import "time"
 // Every frame the chip took off its RX frame FIFO for the driver ends in
 // exactly one of RxPackets, RxErrors, RxDropped. A frame lost inside a
 // failed RX transfer is counted (in RxFIFOErrors) when the driver next
-// finds both RX FIFOs empty and balances the chip's FD counters against
-// its own; until then it is in no counter.
+// settles its RX ledger against the chip's FD counters (when it knows
+// exactly which frames are queued, at the latest when both RX FIFOs are
+// next found empty); until then it is in no counter.
 type Stats struct {
 	RxPackets, TxPackets uint64
 	RxBytes, TxBytes     uint64 // frame bytes without FCS; TX as offered, before padding
@@ -27,7 +28,7 @@ type Stats struct {
 	RxLengthErrors uint64 // part of RxErrors: metadata length out of range
 	RxCRCErrors    uint64 // part of RxErrors: FCS wrong after the SPI read
 	RxFIFOErrors   uint64 // part of RxErrors: frame lost in a failed SPI read (found by reconciliation)
-	RxOrphans      uint64 // part of RxErrors: frame discarded from the frame FIFO to resynchronise (its metadata was lost)
+	RxOrphans      uint64 // part of RxErrors: frame taken off the frame FIFO to resynchronise (its metadata lost, or read for another entry)
 
 	RxRetries        uint64 // frame reads repeated after a failed read found the frame still queued
 	RxPollRecoveries uint64 // idle polls that found frames no interrupt edge announced

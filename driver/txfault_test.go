@@ -114,6 +114,28 @@ func TestTxNeverTaken(t *testing.T) {
 	})
 }
 
+// TestTxReconcileCorruptReads: every 5th register read comes back with
+// bit 0 flipped on MISO while every 3rd TX write times out after the chip
+// took it. The counters are read until two passes agree, so a corrupted
+// value never decides: still exactly N frames, each counted once.
+func TestTxReconcileCorruptReads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{}, false)
+		r.open(t)
+		r.f.setRule(everyNth(kindTxWrite, 3, failAfter))
+		r.f.setFlip(func(k xferKind, i int) bool { return k == kindRegRead && i%5 == 0 })
+		const n = 30
+		sendAll(t, r, n, 100)
+		s := drainTx(t, r)
+		if got := r.chipTaken(); got != n {
+			t.Errorf("chip took %d frames, want %d", got, n)
+		}
+		if s.TxPackets != n || s.TxReconciled != n/3 || s.TxErrors != 0 || s.TxRetries != 0 {
+			t.Errorf("stats %+v", txOnly(s))
+		}
+	})
+}
+
 // TestTxCountersMoved: a failed write after which the chip's counters
 // moved by two (the chip saw it twice) is neither sent nor retried: it is
 // an error, and the driver takes the new sum as its baseline, so the
