@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"syscall"
 	"testing"
@@ -74,6 +75,7 @@ type faulty struct {
 	mu     sync.Mutex
 	rule   func(k xferKind, i int) fault
 	flip   func(k xferKind, i int) bool // corrupt MISO of a transfer that passed
+	rng    *rand.Rand                   // where flips land (nil: bit 0 of the last byte)
 	seen   [numKinds]int                // transfers started, per kind
 	failed [numKinds]int                // transfers that returned an error
 	once   sync.Once
@@ -126,7 +128,13 @@ func (f *faulty) Transfer(ctx context.Context, tx, rx []byte) error {
 	f.mu.Unlock()
 	err := f.do(ctx, act, tx, rx)
 	if err == nil && flip {
-		rx[len(rx)-1] ^= 0x01 // the last data byte: a register's bit 0
+		f.mu.Lock()
+		i, bit := len(rx)-1, 0 // the last data byte: a register's bit 0
+		if f.rng != nil {
+			i, bit = f.rng.IntN(len(rx)), f.rng.IntN(8)
+		}
+		f.mu.Unlock()
+		rx[i] ^= 1 << bit
 	}
 	if err != nil {
 		f.mu.Lock()

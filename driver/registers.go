@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"tsnsim/chip/proto"
@@ -141,33 +140,47 @@ func (d *Driver) writeRetry(ctx context.Context, bo *backoff, off uint16, v uint
 
 // txSumPasses bounds the passes of readTxSum: the FS counters change only
 // when the driver writes, so passes differ only when MISO is corrupted.
-const txSumPasses = 4
+const txSumPasses = 6
 
 // readStable reads the register halves offs in order, pass after pass,
-// until a pass gives the same values as an earlier one (at most passes
-// passes): a value corrupted on MISO does not come back twice, and values
-// that only grow (counters, FIFO levels while the driver reads nothing)
-// are equal in two passes only if they did not change in between. It
-// reports whether the values are stable.
+// until one set of values has been read two times more often than any
+// other (at most passes passes): normally two equal passes in a row. A
+// value corrupted on MISO rarely comes back twice, and values that only
+// grow (counters, FIFO levels while the driver reads nothing) repeat only
+// if they did not change in between. It reports whether the values are
+// stable.
 func (d *Driver) readStable(ctx context.Context, bo *backoff, passes int, offs ...uint16) ([]uint32, bool, error) {
-	var seen [][]uint32
+	var v vote[string]
 	for range passes {
 		cur := make([]uint32, len(offs))
 		for i, off := range offs {
-			v, err := d.readRetry(ctx, bo, off)
-			if err != nil {
+			var err error
+			if cur[i], err = d.readRetry(ctx, bo, off); err != nil {
 				return nil, false, err
 			}
-			cur[i] = v
 		}
-		for _, p := range seen {
-			if slices.Equal(p, cur) {
-				return cur, true, nil
-			}
+		if v.add(fmt.Sprint(cur)) {
+			return cur, true, nil
 		}
-		seen = append(seen, cur)
 	}
 	return nil, false, nil
+}
+
+// vote counts how often each value was read; add reports whether the
+// value just added leads every other by two.
+type vote[T comparable] struct{ n map[T]int }
+
+func (v *vote[T]) add(x T) bool {
+	if v.n == nil {
+		v.n = map[T]int{}
+	}
+	v.n[x]++
+	for y, c := range v.n {
+		if y != x && c > v.n[x]-2 {
+			return false
+		}
+	}
+	return v.n[x] >= 2
 }
 
 // errUnstable: the chip's counters never read the same twice in a row.
@@ -201,17 +214,17 @@ type rxSnap struct {
 func (s rxSnap) empty() bool { return s.metas == 0 && s.words == 0 }
 
 // rxSnapshotPasses bounds the passes of one snapshot.
-const rxSnapshotPasses = 4
+const rxSnapshotPasses = 5
 
 // rxSnapshot reads an rxSnap: FD_TOTAL_RX_FRAME_CNT_L,
 // FD_TOTAL_DROP_FRAME_CNT_L and TSN_RX_FIFO_STATUS_L, pass after pass,
-// until a pass gives the same accepted count and status as an earlier
-// one. A frame accepted during the passes changes both; a frame dropped
+// until one accepted count and status leads every other by two reads (see
+// readStable). A frame accepted during the passes changes both; a frame dropped
 // (FIFO full) moves both counters alike and does not disturb it, unless
 // it lands between the two counter reads; a value corrupted on MISO
 // does not come back twice.
 func (d *Driver) rxSnapshot(ctx context.Context, bo *backoff) (rxSnap, error) {
-	var seen []rxSnap
+	var seen vote[rxSnap]
 	for range rxSnapshotPasses {
 		var v [3]uint32
 		for i, off := range [...]uint16{regs.FDTotalRxFrameCnt + 4, regs.FDTotalDropFrameCnt + 4, regs.TSNRxFIFOStatus + 4} {
@@ -227,10 +240,9 @@ func (d *Driver) rxSnapshot(ctx context.Context, bo *backoff) (rxSnap, error) {
 			words:    int(regs.RxFrameFIFODataCnt.Get(st)),
 			stable:   true,
 		}
-		if slices.Contains(seen, cur) {
+		if seen.add(cur) {
 			return cur, nil
 		}
-		seen = append(seen, cur)
 	}
 	return rxSnap{}, nil
 }

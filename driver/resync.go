@@ -28,11 +28,13 @@ type rxLedger struct {
 	mk        int64  // metadata entries taken since the base (pending ones included)
 	fk        int64  // frames taken since the base and counted
 	u         int64  // failed frame reads that may or may not have taken a frame
+	g         int64  // failed frame reads found to have taken their frame, not yet counted
 	candidate int    // length of a frame whose read failed and may still be queued
 	pending   []int  // lengths of entries taken while realigning; their frames are next
 	trouble   bool   // resynchronise before reading on
 	unstable  int    // snapshots in a row spoilt by arriving frames
 	bad       int    // bad frames in a row: two mean the ledger is out of step
+	badLen    int    // metadata entries read with a length out of range, not yet placed
 	dirty     bool   // failed reads to settle at the next idle moment
 }
 
@@ -102,12 +104,21 @@ func (w *worker) resync() error {
 			// resynchronisation, so the entries it took are the last
 			// ones taken: their frames follow the pending ones.
 			for range max(unseen, 0) {
-				l.pending = append(l.pending, unknownLen)
+				mark := unknownLen
+				if l.badLen > 0 {
+					mark = badLen
+					l.badLen--
+				}
+				l.pending = append(l.pending, mark)
 			}
 			l.mk = pm
 		}
+		if l.badLen > 0 {
+			d.log.Debug("RX metadata corrupted on an empty FIFO", zap.Int("n", l.badLen))
+			l.badLen = 0
+		}
 		np := int64(len(l.pending))
-		orphans := pm - l.fk - np // frames ahead of the pending ones with no entry anywhere
+		orphans := pm - l.fk - l.g - np // frames ahead of the pending ones with no entry anywhere
 		switch {
 		case s.empty() && np == 0:
 			w.settle(s, nil)
@@ -167,16 +178,20 @@ func (w *worker) unsettled(s rxSnap) bool {
 	return true
 }
 
-// unknownLen marks a pending entry taken by a failed read: its frame is
-// discarded when its turn comes.
-const unknownLen = 0
+// Pending entries whose frame is discarded when its turn comes: unknownLen
+// for an entry taken by a failed read, badLen for one whose length was out
+// of range.
+const (
+	unknownLen = 0
+	badLen     = -1
+)
 
 // wordsFit reports whether w frame FIFO words can be the frames of the
 // pending entries (unknown lengths: 1 to 98 words).
 func wordsFit(w int, pending []int) bool {
 	known, unknown := 0, 0
 	for _, n := range pending {
-		if n == unknownLen {
+		if n <= unknownLen {
 			unknown++
 		} else {
 			known += words(n)
@@ -203,15 +218,15 @@ func (w *worker) realign(s rxSnap) error {
 		case s.metas > 0:
 			for range s.metas {
 				n, err := w.readMeta()
-				if err != nil {
-					return err
+				if err != nil || n < 0 {
+					return err // a corrupted entry: the next resync places it
 				}
 				if n == 0 {
 					break // cannot happen: only the driver takes entries
 				}
 				l.pending = append(l.pending, n)
 			}
-		case slices.Contains(l.pending, unknownLen):
+		case slices.ContainsFunc(l.pending, func(n int) bool { return n <= unknownLen }):
 			// An entry of unknown length among them: the level
 			// cannot tell which frames are there.
 			return w.flush(s)

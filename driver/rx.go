@@ -11,30 +11,27 @@ import (
 // its frame and hands it up. It reports whether the chip had an entry; an
 // error means a transfer failed (the ledger knows what to check).
 func (w *worker) receiveOne() (bool, error) {
+	l := &w.d.rxl
 	var n int
-	if l := &w.d.rxl; len(l.pending) > 0 {
+	if len(l.pending) > 0 {
 		// Taken while realigning, or by a failed read: its frame is
 		// at the head.
-		if n, l.pending = l.pending[0], l.pending[1:]; n == unknownLen {
-			return true, w.discardHead()
+		n, l.pending = l.pending[0], l.pending[1:]
+		if n <= unknownLen {
+			return true, w.discardPending(n)
 		}
 	} else {
 		var err error
-		if n, err = w.readMeta(); err != nil || n == 0 {
-			return false, err
+		if n, err = w.readMeta(); err != nil || n <= 0 {
+			return n < 0, err
 		}
 	}
-	valid := n > proto.FCSLen && n <= proto.MaxWireLen
-	if !valid {
-		// Still read a frame so the chip's frame FIFO stays in step
-		// with its metadata FIFO.
-		n = min(max(n, 1), proto.MaxWireLen)
-	}
-	return true, w.readFrame(n, valid)
+	return true, w.readFrame(n)
 }
 
-// readMeta reads one RX metadata entry and returns its frame length (0:
-// the FIFO was empty).
+// readMeta reads one RX metadata entry and returns its frame length: 0
+// when the FIFO was empty, -1 when the length is out of range (corrupted:
+// whether an entry was taken is left to the ledger).
 func (w *worker) readMeta() (int, error) {
 	d, l := w.d, &w.d.rxl
 	if err := d.tr.Transfer(w.ctx, w.meta, w.metaMISO); err != nil {
@@ -42,34 +39,35 @@ func (w *worker) readMeta() (int, error) {
 		l.trouble = true // it may have taken an entry, orphaning its frame
 		return 0, err
 	}
-	n := int(proto.ParseRxMetadata(w.metaMISO[proto.ReadDataStart:]).FrameLength)
-	if n > 0 {
+	switch n := int(proto.ParseRxMetadata(w.metaMISO[proto.ReadDataStart:]).FrameLength); {
+	case n == 0:
+		return 0, nil
+	case n <= proto.FCSLen || n > proto.MaxWireLen:
+		d.log.Debug("RX metadata length out of range", zap.Int("len", n))
+		l.trouble = true
+		l.badLen++
+		return -1, nil
+	default:
 		l.mk++
+		return n, nil
 	}
-	return n, nil
 }
 
 // readFrame reads the head of the chip's RX frame FIFO as n bytes (incl.
-// FCS) and counts it; lenValid is false when the metadata length was out
-// of range.
-func (w *worker) readFrame(n int, lenValid bool) error {
+// FCS) and counts it.
+func (w *worker) readFrame(n int) error {
 	d, l := w.d, &w.d.rxl
 	miso := make([]byte, proto.ReadDataStart+n)
 	if err := d.tr.Transfer(w.ctx, w.frameMOSI[:len(miso)], miso); err != nil {
 		w.failed("RX frame read", err)
 		l.u++
 		l.trouble, l.dirty = true, true
-		if lenValid {
-			l.candidate = n
-		}
+		l.candidate = n
 		return err
 	}
 	wire := miso[proto.ReadDataStart:]
 	l.candidate = 0 // whatever the head was, it is gone
 	switch {
-	case !lenValid:
-		l.fk++
-		d.count(func(s *Stats) { s.RxErrors++; s.RxLengthErrors++ })
 	case proto.FCSValid(wire):
 		l.fk++
 		l.bad = 0
@@ -92,17 +90,31 @@ func (w *worker) readFrame(n int, lenValid bool) error {
 // discardHead takes the head frame off the chip's RX frame FIFO when it
 // has no metadata entry: a one-byte read still takes the whole frame
 // (RxOrphans).
-func (w *worker) discardHead() error {
+func (w *worker) discardHead() error { return w.discard(false) }
+
+// discardPending discards the frame of a pending entry of unknown length
+// (unknownLen: its entry was taken by a failed read, RxOrphans; badLen:
+// its entry's length was out of range, RxLengthErrors).
+func (w *worker) discardPending(n int) error { return w.discard(n == badLen) }
+
+func (w *worker) discard(badLength bool) error {
 	d, l := w.d, &w.d.rxl
 	miso := make([]byte, proto.ReadDataStart+1)
 	if err := d.tr.Transfer(w.ctx, w.frameMOSI[:len(miso)], miso); err != nil {
 		w.failed("RX orphan frame read", err)
 		l.u++
-		l.dirty = true
+		l.trouble, l.dirty = true, true
 		return err
 	}
 	l.fk++
-	d.count(func(s *Stats) { s.RxErrors++; s.RxOrphans++ })
+	d.count(func(s *Stats) {
+		s.RxErrors++
+		if badLength {
+			s.RxLengthErrors++
+		} else {
+			s.RxOrphans++
+		}
+	})
 	return nil
 }
 
@@ -142,10 +154,10 @@ func (w *worker) readCandidate() (bool, error) {
 // is either that frame or, if the failed read took it, the next one. It
 // reads the head at the failed frame's length: if the FCS checks, the
 // failed read had not taken it (delivered, RxRetries). Otherwise the
-// failed read took it (counted when the ledger is next settled) and the
-// frame just read was the next one's (RxOrphans): the lost frame is
-// counted in RxFIFOErrors and the next one's metadata entry, pending or
-// still in the chip, is dropped.
+// failed read took it and the frame just read was the next one's
+// (RxOrphans): the next one's metadata entry, pending or still in the
+// chip, is dropped, and the lost frame is counted in RxFIFOErrors when
+// the ledger is next settled.
 func (w *worker) tryHead() error {
 	d, l := w.d, &w.d.rxl
 	ok, err := w.readCandidate()
@@ -156,15 +168,15 @@ func (w *worker) tryHead() error {
 	if ok {
 		return nil
 	}
-	// The failed read took its frame.
-	l.fk++
-	d.count(func(s *Stats) { s.RxErrors++; s.RxFIFOErrors++ })
+	// The failed read took its frame: counted when the ledger is next
+	// settled (exactly, whether or not this conclusion was right).
+	l.g++
 	if len(l.pending) > 0 {
 		l.pending = l.pending[1:]
 		return nil
 	}
 	n, err := w.readMeta()
-	if err == nil && n == 0 {
+	if err == nil && n <= 0 {
 		d.log.Debug("RX frame without metadata after a failed read")
 		l.dirty = true
 	}
