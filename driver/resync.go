@@ -234,7 +234,7 @@ func (w *worker) realign(s rxSnap) error {
 			w.settle(s, l.pending)
 			return nil
 		case extra > 0 && l.candidate > 0 && extra == words(l.candidate):
-			if err := w.rescueHead(); err != nil {
+			if _, err := w.readCandidate(); err != nil {
 				return err
 			}
 		case extra > 0:

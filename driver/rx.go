@@ -118,18 +118,10 @@ func (w *worker) discard(badLength bool) error {
 	return nil
 }
 
-// rescueHead re-reads the head of the frame FIFO at the length of the
-// frame whose read failed (l.candidate), when the FIFO level says it is
-// still there: delivered if its FCS checks (RxRetries), else counted in
-// RxOrphans.
-func (w *worker) rescueHead() error {
-	_, err := w.readCandidate()
-	return err
-}
-
-// readCandidate reads the head of the frame FIFO at the length of the
+// readCandidate re-reads the head of the frame FIFO at the length of the
 // frame whose read failed (l.candidate) and reports whether its FCS
-// checked (then it is delivered; otherwise counted in RxOrphans).
+// checked: then it is delivered (RxRetries), otherwise counted in
+// RxOrphans.
 func (w *worker) readCandidate() (bool, error) {
 	d, l := w.d, &w.d.rxl
 	n := l.candidate
