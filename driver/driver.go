@@ -7,12 +7,69 @@
 // one SPI worker goroutine that owns the bus for frames: woken by the
 // interrupt line or by transmit, it writes queued TX frames and drains RX
 // until the chip reports an empty metadata FIFO.
+//
+// # Faults
+//
+// A failed SPI transfer may or may not have reached the chip (a timeout
+// before the chip saw it, or after it acted). The driver never treats a
+// failed transfer as done and never guesses where the chip can tell:
+//
+//   - TX: at Open the driver reads the low halves of FS_TOTAL_RX_FRAME_CNT
+//     and FS_TOTAL_BACK_PRESSURE_EVENT_CNT; their sum counts every TX
+//     write the chip took or refused for space, and the driver keeps the
+//     sum it expects (mod 2^32) as it writes. After a failed write it reads
+//     them again (each value read twice until two reads agree, retried
+//     with backoff): expected+1 means the chip took the frame (TxPackets,
+//     TxReconciled); expected means it did not, and the write is repeated
+//     after a backoff (TxRetries), MaxTxAttempts writes in all, then
+//     TxErrors; anything else (counters cleared, or unreadable) counts
+//     TxErrors, takes the read sum as the new baseline and is logged. A
+//     write cut short by Stop is reconciled by Stop (taken: TxPackets; not
+//     taken: TxDropped). A write the chip refused for space is lost on the
+//     chip and counted there (FS_TOTAL_BACK_PRESSURE_EVENT_CNT), as sent
+//     by the driver.
+//   - RX: a failed metadata read may have taken an entry, orphaning its
+//     frame; a failed frame read may or may not have taken its frame. After
+//     any RX transfer error, bad FCS or bad length, or an idle poll that
+//     finds frames without metadata, the driver reads a snapshot of
+//     FD_TOTAL_RX_FRAME_CNT_L, FD_TOTAL_DROP_FRAME_CNT_L and
+//     TSN_RX_FIFO_STATUS_L (passes repeated until two agree: consistent, and
+//     not corrupted on MISO). The FD counters minus the metadata FIFO level
+//     say exactly how many entries left the chip, so orphans are known by
+//     number and discarded in order (RxOrphans, in RxErrors). One failed
+//     frame read is settled by reading the head at that frame's length: a
+//     good FCS means it was still there (delivered, RxRetries); otherwise
+//     the failed read took it (RxFIFOErrors) and the frame just read was the
+//     next one's (RxOrphans; its entry is dropped). Anything less clear
+//     (several failed reads, bad frames in a row) is realigned: the driver
+//     takes every queued entry and matches the frame FIFO level (16-byte
+//     words) against their lengths, which tells which frames are still
+//     there; if nothing matches, both FIFOs are flushed (RxOrphans).
+//     Whenever the queued frames are known exactly the ledger is settled:
+//     frames the chip accepted that the driver never counted were lost
+//     inside failed reads (RxFIFOErrors). No frame is counted twice. A
+//     discard is a one-byte frame read, which takes the whole head frame
+//     (the chip counts a length-mismatch protocol error).
+//   - Backoff: after a failed transfer the worker waits, exponentially
+//     from 1 ms to 64 ms, reset by the next successful round; draining
+//     resumes after errors.
+//   - Lost or spurious interrupt edges: unless it is draining RX anyway,
+//     the worker polls TSN_RX_FIFO_STATUS every Config.PollInterval with
+//     one register read and drains what it finds (RxPollRecoveries), so
+//     frames behind a lost edge wait at most PollInterval plus the drain
+//     time. A spurious edge costs one empty metadata read.
+//   - Every wait has a bound: transfers run under a context that Stop
+//     cancels, backoffs stop on cancellation, and Open and Stop give up
+//     with an error after a bounded number of retries on a failing bus or
+//     after LifecycleTimeout on one that never answers.
 package driver
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -26,9 +83,31 @@ import (
 // section 6, scenario 1).
 const DefaultTxRingSize = 64
 
-// rxErrorBackoff is how long the worker waits before retrying RX after a
-// failed SPI transfer, so a failing bus is not hammered.
-const rxErrorBackoff = time.Millisecond
+// DefaultPollInterval is how often an idle worker looks at
+// TSN_RX_FIFO_STATUS for frames whose interrupt edge was lost: one 8-byte
+// register read (about 24 us of bus time at 15 MHz) per 10 ms.
+const DefaultPollInterval = 10 * time.Millisecond
+
+// MaxTxAttempts is how many times the worker writes one TX frame that the
+// chip was found not to have taken after a failed write.
+const MaxTxAttempts = 3
+
+// LifecycleTimeout bounds Open and Stop on a bus that never answers: each
+// runs under the caller's context cut to this long, and Stop waits this
+// long at most for the SPI worker to leave a transfer that does not
+// honour cancellation.
+const LifecycleTimeout = time.Second
+
+// Backoff after failed transfers: exponential between these bounds.
+const (
+	minBackoff = time.Millisecond
+	maxBackoff = 64 * time.Millisecond
+)
+
+// regAttempts bounds the tries of one register access of the driver's own
+// (Open, Stop, reconciliation); with the backoff that is at most about
+// 15 ms of waiting.
+const regAttempts = 5
 
 // Errors of Transmit.
 var (
@@ -53,7 +132,14 @@ type Config struct {
 	// must not block for long; it returns false when the stack could not
 	// take the frame (counted in RxDropped).
 	Receive func(frame []byte) bool
-	Logger  *zap.Logger
+	// PollInterval is how often the idle worker reads TSN_RX_FIFO_STATUS
+	// to recover frames whose interrupt edge was lost (zero or negative:
+	// DefaultPollInterval; polling cannot be turned off).
+	PollInterval time.Duration
+	// XmitClock says whether Transmit reads SYSCOUNT over SPI (chip.md
+	// section 6, scenario 2); default XmitClockNone.
+	XmitClock XmitClock
+	Logger    *zap.Logger
 }
 
 // Driver is one network interface driven over one SPI transport.
@@ -72,11 +158,17 @@ type Driver struct {
 	stopped  bool // netif queue stopped
 	up       bool
 	stats    Stats
+	sess     context.Context // the open session, cancelled by Stop
+
+	// Owned by the worker while it runs, by Open and Stop otherwise.
+	txl   txLedger
+	rxl   rxLedger
+	limbo *txSlot // a write cut short by cancellation, not yet reconciled
 
 	kick   chan struct{} // wakes the worker
 	wake   chan struct{} // queue woken after being stopped
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   chan struct{} // closed when the worker has stopped
 }
 
 type txSlot struct {
@@ -92,45 +184,98 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	if cfg.Priority == 0 {
 		cfg.Priority = proto.PriorityBestEffort
 	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	done := make(chan struct{})
+	close(done) // no worker yet
 	return &Driver{
 		tr: tr, cfg: cfg,
 		log:  cfg.Logger.Named("driver").With(zap.String("if", cfg.Name)),
 		ring: make([]txSlot, cfg.TxRingSize),
 		kick: make(chan struct{}, 1),
 		wake: make(chan struct{}, 1),
+		done: done,
 	}
 }
 
-// Open brings the interface up: it enables TSN on the chip and starts the
-// SPI worker.
+// Open brings the interface up: it enables TSN on the chip, takes the
+// baselines of the chip's TX and RX counters (reconciling a write left
+// over from the last session) and starts the SPI worker. On a failing
+// bus it gives up after bounded retries and returns the error; the
+// interface stays down.
 func (d *Driver) Open(ctx context.Context) error {
 	d.life.Lock()
 	defer d.life.Unlock()
+	ctx, cancelOpen := context.WithTimeout(ctx, LifecycleTimeout)
+	defer cancelOpen()
 	d.mu.Lock()
-	if d.up {
-		d.mu.Unlock()
+	up, done := d.up, d.done
+	d.mu.Unlock()
+	if up {
 		return errors.New("driver: already open")
 	}
-	d.mu.Unlock()
-	if err := d.WriteRegister(ctx, regs.TSNSystemControl+4, uint32(regs.TSNEnable.Put(0, 1))); err != nil {
+	select {
+	case <-done:
+	default:
+		return fmt.Errorf("driver: the last session's SPI worker is still in a transfer: %w", syscall.EBUSY)
+	}
+	bo := newBackoff()
+	if err := d.writeRetry(ctx, bo, regs.TSNSystemControl+4, uint32(regs.TSNEnable.Put(0, 1))); err != nil {
+		return err
+	}
+	if err := d.baselines(ctx, bo); err != nil {
+		if derr := d.WriteRegister(ctx, regs.TSNSystemControl+4, 0); derr != nil {
+			err = errors.Join(err, derr)
+		}
 		return err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
+	done = make(chan struct{})
 	d.mu.Lock()
-	d.up, d.stopped, d.cancel, d.done = true, false, cancel, make(chan struct{})
+	d.up, d.stopped, d.sess, d.cancel, d.done = true, false, wctx, cancel, done
 	d.mu.Unlock()
-	go d.worker(wctx)
+	go d.worker(wctx, done)
+	return nil
+}
+
+// baselines resolves a write left in limbo by the last session and reads
+// the TX and RX counter baselines.
+func (d *Driver) baselines(ctx context.Context, bo *backoff) error {
+	sum, err := d.readTxSum(ctx, bo)
+	if err != nil {
+		return err
+	}
+	d.settleLimbo(sum, true)
+	d.txl = txLedger{expected: sum, valid: true}
+	s, err := d.rxSnapshot(ctx, bo)
+	if err != nil {
+		return err
+	}
+	d.rxl = rxLedger{}
+	if s.stable {
+		d.rxl.rebase(s, nil)
+	} else {
+		// Frames kept arriving: the worker takes the baseline when idle.
+		d.rxl.dirty = true
+	}
 	return nil
 }
 
 // Stop brings the interface down: it stops the SPI worker, drops the
-// frames still on the TX ring (counted in TxDropped) and disables TSN.
+// frames still on the TX ring (counted in TxDropped), reconciles a write
+// the stop cut short and disables TSN. It returns an error if the worker
+// did not leave its transfer in time, or if the chip could not be
+// reached; the interface is down in any case. It takes at most
+// LifecycleTimeout.
 func (d *Driver) Stop(ctx context.Context) error {
 	d.life.Lock()
 	defer d.life.Unlock()
+	ctx, cancelStop := context.WithTimeout(ctx, LifecycleTimeout)
+	defer cancelStop()
 	d.mu.Lock()
 	if !d.up {
 		d.mu.Unlock()
@@ -140,7 +285,14 @@ func (d *Driver) Stop(ctx context.Context) error {
 	cancel, done := d.cancel, d.done
 	d.mu.Unlock()
 	cancel()
-	<-done
+	var errs []error
+	stopped := true
+	select {
+	case <-done:
+	case <-ctx.Done():
+		stopped = false
+		errs = append(errs, fmt.Errorf("driver: SPI worker still in a transfer at Stop: %w", ctx.Err()))
+	}
 	d.mu.Lock()
 	d.stats.TxDropped += uint64(d.queued)
 	for d.queued > 0 {
@@ -149,40 +301,20 @@ func (d *Driver) Stop(ctx context.Context) error {
 		d.queued--
 	}
 	d.mu.Unlock()
-	return d.WriteRegister(ctx, regs.TSNSystemControl+4, 0)
-}
-
-// Transmit is ndo_start_xmit: it pads frame to 60 bytes, appends its FCS,
-// prepends send-now tx_metadata and queues it on the TX ring. frame is
-// not retained. ErrBusy means the ring is full and the frame was not
-// taken (counted in TxBusy); ErrDown and ErrFrameTooLong mean it was
-// dropped (counted in TxDropped).
-func (d *Driver) Transmit(frame []byte) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.stats.TxOffered++
-	if !d.up {
-		d.stats.TxDropped++
-		return ErrDown
+	if !stopped {
+		return errors.Join(errs...) // the worker still owns the bus state
 	}
-	if d.queued == len(d.ring) {
-		d.stats.TxBusy++
-		d.stopped = true
-		return ErrBusy
+	if d.limbo != nil {
+		sum, err := d.readTxSum(ctx, newBackoff())
+		if err != nil {
+			errs = append(errs, err)
+		}
+		d.settleLimbo(sum, err == nil)
 	}
-	wire := max(len(frame), proto.MinFrameLen) + proto.FCSLen
-	mosi, err := proto.TxFrameWrite(proto.SendNow(wire, d.cfg.Priority), frame)
-	if err != nil {
-		d.stats.TxDropped++
-		return ErrFrameTooLong
+	if err := d.writeRetry(ctx, newBackoff(), regs.TSNSystemControl+4, 0); err != nil {
+		errs = append(errs, err)
 	}
-	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame)}
-	d.queued++
-	if d.queued == len(d.ring) {
-		d.stopped = true // netif_stop_queue
-	}
-	signal(d.kick)
-	return nil
+	return errors.Join(errs...)
 }
 
 // QueueStopped reports whether the TX queue is stopped (ring full).
@@ -201,6 +333,12 @@ func (d *Driver) Up() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.up
+}
+
+func (d *Driver) count(f func(*Stats)) {
+	d.mu.Lock()
+	f(&d.stats)
+	d.mu.Unlock()
 }
 
 func signal(c chan struct{}) {

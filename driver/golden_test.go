@@ -160,16 +160,36 @@ func TestGoldenRegisterRead(t *testing.T) {
 func TestGoldenRegisterWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t)
-		// Open writes TSN_SYSTEM_CONTROL_L = 1, then the worker drains RX
-		// once (an empty metadata entry).
+		// One TX write reached the chip before Open (FS_TOTAL_RX_FRAME_CNT
+		// = 1), bypassing the driver.
+		pre, err := proto.TxFrameWrite(proto.SendNow(64, 7), make([]byte, 60))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.chip.Transact(pre, make([]byte, len(pre))); err != nil {
+			t.Fatal(err)
+		}
+		// Open writes TSN_SYSTEM_CONTROL_L = 1, reads the TX counter
+		// baseline (FS_TOTAL_RX_FRAME_CNT_L, FS_TOTAL_BACK_PRESSURE_EVENT_CNT_L,
+		// twice) and the RX one (FD_TOTAL_RX_FRAME_CNT_L,
+		// FD_TOTAL_DROP_FRAME_CNT_L, TSN_RX_FIFO_STATUS_L, twice), then the
+		// worker drains RX once (an empty metadata entry).
 		if err := r.drv.Open(t.Context()); err != nil {
 			t.Fatalf("Open: %v", err)
 		}
 		synctest.Wait()
-		checkRecords(t, r.rec.Records(), []wantTx{
-			{"01 42 94 00 00 00 01", zeros(7)},
-			{"02 F0 00" + zeros(11), zeros(14)},
-		})
+		txBase := []wantTx{
+			{"02 30 BC 00 00 00 00 00", "00 00 00 00 00 00 00 01"},
+			{"02 30 CC 00 00 00 00 00", zeros(8)},
+		}
+		rxBase := []wantTx{
+			{"02 30 1C 00 00 00 00 00", zeros(8)},
+			{"02 30 2C 00 00 00 00 00", zeros(8)},
+			{"02 30 AC 00 00 00 00 00", zeros(8)},
+		}
+		want := []wantTx{{"01 42 94 00 00 00 01", zeros(7)}}
+		want = append(append(append(append(want, txBase...), txBase...), rxBase...), rxBase...)
+		checkRecords(t, r.rec.Records(), append(want, wantTx{"02 F0 00" + zeros(11), zeros(14)}))
 		if got := r.chip.Register(0x0290); got != 1 {
 			t.Errorf("TSN_SYSTEM_CONTROL after Open = %#x, want 1", got)
 		}
@@ -358,16 +378,24 @@ func TestFakeReadRegister(t *testing.T) {
 
 // TestFakeRxBadFCS: a frame whose FCS is wrong after the SPI read is
 // counted as a CRC error and not delivered; the driver still reads the
-// frame so the chip's FIFOs stay in step, then sees the FIFO empty.
+// frame so the chip's FIFOs stay in step, checks them (RX snapshot: both
+// empty, the one accepted frame is accounted), then sees the FIFO empty.
 func TestFakeRxBadFCS(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bad := hx(t, "00 00 00 00"+goldenRxFrame+"9e 5d 15 b3")
-		fake := spitest.NewFake(
-			make([]byte, 7), // Open's register write
+		reg := func(v string) []byte { return hx(t, "00 00 00 00"+v) }
+		fake := spitest.NewFake(make([]byte, 7)) // Open's register write
+		for range 10 {
+			fake.Push(make([]byte, 8)) // Open's baselines: counters 0, FIFOs empty
+		}
+		fake.Push(
 			hx(t, "00 00 00 00 00 00 00 00 00 00 00 2a 00 40"), // one 64-byte frame
 			bad,
-			make([]byte, 14), // FIFO empty
 		)
+		for range 2 { // resynchronisation: 1 frame accepted, FIFOs empty
+			fake.Push(reg("00 00 00 01"), reg("00 00 00 00"), reg("00 00 00 00"))
+		}
+		fake.Push(make([]byte, 14)) // FIFO empty
 		var delivered int
 		d := driver.New(fake, driver.Config{Receive: func([]byte) bool { delivered++; return true }})
 		if err := d.Open(t.Context()); err != nil {
@@ -375,11 +403,16 @@ func TestFakeRxBadFCS(t *testing.T) {
 		}
 		synctest.Wait()
 		recs := fake.Records()
-		if len(recs) != 4 {
-			t.Fatalf("%d transactions, want 4", len(recs))
+		if len(recs) != 20 {
+			t.Fatalf("%d transactions, want 20", len(recs))
 		}
-		if !bytes.Equal(recs[2].MOSI, hx(t, "02 10 00"+zeros(65))) {
-			t.Errorf("frame read MOSI % x", recs[2].MOSI)
+		if !bytes.Equal(recs[12].MOSI, hx(t, "02 10 00"+zeros(65))) {
+			t.Errorf("frame read MOSI % x", recs[12].MOSI)
+		}
+		for i, off := range []string{"1c", "2c", "ac", "1c", "2c", "ac"} {
+			if m := recs[13+i].MOSI; !bytes.Equal(m, hx(t, "02 30"+off+zeros(5))) {
+				t.Errorf("resync read %d MOSI % x", i, m)
+			}
 		}
 		s := d.Stats()
 		if delivered != 0 || s.RxCRCErrors != 1 || s.RxErrors != 1 || s.RxPackets != 0 {

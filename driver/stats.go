@@ -1,30 +1,64 @@
 package driver
 
+import "time"
+
 // Stats are the interface counters, modelled on Linux rtnl_link_stats64,
-// plus the driver's own. Every frame offered to Transmit ends in exactly
-// one of TxPackets, TxErrors, TxDropped, TxBusy, or is still queued
-// (TxQueued); every frame read from the chip ends in exactly one of
-// RxPackets, RxErrors, RxDropped.
+// plus the driver's own.
+//
+// Every frame offered to Transmit ends in exactly one of TxPackets,
+// TxErrors, TxDropped, TxBusy, or is still queued (TxQueued), at every
+// instant: TxAccounted() == TxOffered. A TX write that failed on the bus
+// is reconciled with the chip's FS counters before it is counted (see the
+// package documentation): found taken, it is in TxPackets (and
+// TxReconciled); found not taken, it is written again (TxRetries) up to
+// MaxTxAttempts times, then counted in TxErrors.
+//
+// Every frame the chip took off its RX frame FIFO for the driver ends in
+// exactly one of RxPackets, RxErrors, RxDropped. A frame lost inside a
+// failed RX transfer is counted (in RxFIFOErrors) when the driver next
+// settles its RX ledger against the chip's FD counters (when it knows
+// exactly which frames are queued, at the latest when both RX FIFOs are
+// next found empty); until then it is in no counter.
 type Stats struct {
 	RxPackets, TxPackets uint64
 	RxBytes, TxBytes     uint64 // frame bytes without FCS; TX as offered, before padding
-	RxErrors, TxErrors   uint64 // TX: the SPI write failed; RX: read failed or bad frame
+	RxErrors, TxErrors   uint64 // TX: write failed and not taken by the chip after MaxTxAttempts, or not reconcilable; RX: see below
 	RxDropped, TxDropped uint64 // TX: down, too long, or on the ring at Stop; RX: stack refused
 
 	RxLengthErrors uint64 // part of RxErrors: metadata length out of range
 	RxCRCErrors    uint64 // part of RxErrors: FCS wrong after the SPI read
-	RxFIFOErrors   uint64 // part of RxErrors: frame read failed on the bus
+	RxFIFOErrors   uint64 // part of RxErrors: frame lost in a failed SPI read (found by reconciliation)
+	RxOrphans      uint64 // part of RxErrors: frame taken off the frame FIFO to resynchronise (its metadata lost, or read for another entry)
 
-	TxBusy    uint64 // Transmit refused with ErrBusy (NETDEV_TX_BUSY)
-	TxOffered uint64 // calls to Transmit
-	TxQueued  int    // frames on the ring or being written now
+	RxRetries        uint64 // frame reads repeated after a failed read found the frame still queued
+	RxPollRecoveries uint64 // idle polls that found frames no interrupt edge announced
 
-	SPIErrors uint64 // failed SPI transfers of the worker, any kind
+	TxBusy       uint64 // Transmit refused with ErrBusy (NETDEV_TX_BUSY)
+	TxOffered    uint64 // calls to Transmit that have returned
+	TxQueued     int    // frames on the ring or being written now
+	TxRetries    uint64 // TX writes repeated because the chip had not taken the failed one
+	TxReconciled uint64 // part of TxPackets: writes that failed on the bus but the chip had taken
+
+	SPIErrors uint64 // failed SPI transfers of the driver's own (worker, Open, Stop), any kind
+
+	// Config.XmitClock == XmitClockSPI: SYSCOUNT reads made by Transmit,
+	// the failed ones, and the time callers spent in them (bus queueing
+	// included).
+	XmitClockReads   uint64
+	XmitClockErrors  uint64
+	XmitClockWait    time.Duration
+	XmitClockMaxWait time.Duration
 }
 
 // TxAccounted is the sum every offered frame must be found in.
 func (s Stats) TxAccounted() uint64 {
 	return s.TxPackets + s.TxErrors + s.TxDropped + s.TxBusy + uint64(s.TxQueued)
+}
+
+// RxAccounted is the number of frames the driver took off the chip's RX
+// frame FIFO (or found lost there): RxPackets + RxErrors + RxDropped.
+func (s Stats) RxAccounted() uint64 {
+	return s.RxPackets + s.RxErrors + s.RxDropped
 }
 
 // Stats returns a snapshot of the counters.

@@ -1,0 +1,145 @@
+package driver
+
+import (
+	"go.uber.org/zap"
+
+	"tsnsim/chip/proto"
+)
+
+// txLedger is the TX reconciliation state: the sum of the chip's
+// FS_TOTAL_RX_FRAME_CNT_L and FS_TOTAL_BACK_PRESSURE_EVENT_CNT_L the
+// driver expects, valid once read.
+type txLedger struct {
+	expected uint32
+	valid    bool
+}
+
+// txOutcome is where one TX frame taken from the ring is counted.
+type txOutcome int
+
+const (
+	txSent       txOutcome = iota // written: TxPackets
+	txReconciled                  // write failed but the chip took it: TxPackets, TxReconciled
+	txFailed                      // TxErrors
+	txDropped                     // not written, the interface went down: TxDropped
+)
+
+// takeTx removes the oldest frame from the ring and wakes a stopped queue.
+func (d *Driver) takeTx() (txSlot, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.queued == 0 {
+		return txSlot{}, false
+	}
+	s := d.ring[d.head]
+	d.ring[d.head] = txSlot{}
+	d.head = (d.head + 1) % len(d.ring)
+	d.queued--
+	d.inFlight++
+	if d.stopped {
+		d.stopped = false // netif_wake_queue
+		signal(d.wake)
+	}
+	return s, true
+}
+
+// finishTx counts a frame taken by takeTx.
+func (d *Driver) finishTx(s txSlot, o txOutcome) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inFlight--
+	switch o {
+	case txSent, txReconciled:
+		d.stats.TxPackets++
+		d.stats.TxBytes += uint64(s.n)
+		if o == txReconciled {
+			d.stats.TxReconciled++
+		}
+	case txFailed:
+		d.stats.TxErrors++
+	case txDropped:
+		d.stats.TxDropped++
+	}
+}
+
+// sendTx writes one frame to the chip's TX FIFO, reconciling failed
+// writes with the chip's counters (see the package documentation). A
+// write cut short by cancellation is left in d.limbo for Stop.
+func (w *worker) sendTx(s txSlot) {
+	d := w.d
+	if !d.txl.valid {
+		if sum, err := d.readTxSum(w.ctx, w.bo); err == nil {
+			d.txl = txLedger{expected: sum, valid: true}
+		}
+	}
+	if cap(w.scratch) < len(s.mosi) {
+		w.scratch = make([]byte, len(s.mosi), proto.TxWriteHeader+proto.MaxWireLen)
+	}
+	for attempt := 1; ; attempt++ {
+		err := d.tr.Transfer(w.ctx, s.mosi, w.scratch[:len(s.mosi)])
+		if err == nil {
+			d.txl.expected++
+			d.finishTx(s, txSent)
+			return
+		}
+		if w.ctx.Err() != nil {
+			d.limbo = &s
+			return
+		}
+		w.failed("TX write", err)
+		sum, rerr := d.readTxSum(w.ctx, w.bo)
+		switch {
+		case rerr != nil && w.ctx.Err() != nil:
+			d.limbo = &s
+			return
+		case rerr != nil || !d.txl.valid:
+			d.log.Warn("TX write failed and cannot be reconciled; counted as an error",
+				zap.Error(err), zap.NamedError("reconcile", rerr))
+			d.txl = txLedger{expected: sum, valid: rerr == nil}
+			d.finishTx(s, txFailed)
+			return
+		case sum == d.txl.expected+1:
+			d.txl.expected++
+			d.finishTx(s, txReconciled)
+			return
+		case sum != d.txl.expected:
+			d.log.Warn("TX counters moved unexpectedly after a failed write; counted as an error, new baseline",
+				zap.Uint32("expected", d.txl.expected), zap.Uint32("read", sum))
+			d.txl.expected = sum
+			d.finishTx(s, txFailed)
+			return
+		case attempt == MaxTxAttempts:
+			d.log.Debug("TX write not taken after the last attempt", zap.Int("attempts", attempt))
+			d.finishTx(s, txFailed)
+			return
+		}
+		// The chip did not take it: write it again.
+		d.count(func(st *Stats) { st.TxRetries++ })
+		if !w.bo.wait(w.ctx) {
+			d.finishTx(s, txDropped)
+			return
+		}
+	}
+}
+
+// settleLimbo counts the write left in limbo by a stopped worker, given
+// the TX counter sum read since (known false: it could not be read).
+func (d *Driver) settleLimbo(sum uint32, known bool) {
+	if d.limbo == nil {
+		return
+	}
+	s := *d.limbo
+	d.limbo = nil
+	switch {
+	case known && d.txl.valid && sum == d.txl.expected+1:
+		d.txl.expected++
+		d.finishTx(s, txReconciled)
+	case known && d.txl.valid && sum == d.txl.expected:
+		d.finishTx(s, txDropped)
+	default:
+		d.log.Warn("TX write cut short by Stop cannot be reconciled; counted as an error",
+			zap.Bool("read", known), zap.Uint32("expected", d.txl.expected), zap.Uint32("sum", sum))
+		d.txl = txLedger{expected: sum, valid: known}
+		d.finishTx(s, txFailed)
+	}
+}
