@@ -53,6 +53,10 @@ var protocolErrorNames = [numProtocolErrors]string{
 }
 
 // String names the kind.
+// RejectsTxWrite reports whether errors of kind k reject a TX frame write
+// (the frame never reached the host FIFO).
+func (k ProtocolErrorKind) RejectsTxWrite() bool { return k >= ErrShortTxWrite && k <= ErrTxRunt }
+
 func (k ProtocolErrorKind) String() string {
 	if k < 0 || k >= numProtocolErrors {
 		return fmt.Sprintf("ProtocolErrorKind(%d)", int(k))

@@ -32,9 +32,14 @@ func (t *Topology) Audit(i int, delivered uint64) []error {
 	accepted := sr.Register(regs.FSTotalRxFrameCnt)
 	backPressure := sr.Register(regs.FSTotalBackPressureEventCnt)
 	if src.Chip != nil {
-		rejected := src.Chip.Stats().ProtocolErrors
+		var rejected uint64
+		for kind, n := range src.Chip.Stats().ProtocolErrorsByKind {
+			if kind.RejectsTxWrite() {
+				rejected += n
+			}
+		}
 		check(accepted+backPressure+rejected == ts.TxPackets,
-			"chip %s: %d accepted + %d back-pressure + %d rejected != %d written by the driver",
+			"chip %s: %d accepted + %d back-pressure + %d TX writes rejected != %d written by the driver",
 			src.Name, accepted, backPressure, rejected, ts.TxPackets)
 	} else {
 		check(accepted+backPressure <= ts.TxPackets,
