@@ -1,0 +1,116 @@
+package integration
+
+import (
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"tsnsim/chip"
+	"tsnsim/fault"
+	"tsnsim/spibridge"
+	"tsnsim/spitrace"
+	"tsnsim/topology"
+	"tsnsim/traffic"
+)
+
+// faultRun is a bidirectional paced-traffic run under faults, in
+// virtual time (call it inside synctest.Test).
+type faultRun struct {
+	specs    []string      // faults in the flag syntax
+	seed     int64         // injector seed
+	frames   uint64        // frames each way
+	interval time.Duration // between frames of one sender (0: as fast as taken)
+	size     int           // frame size (0: mixed)
+	ring     int           // driver TX ring (0: default)
+	trace    *spitrace.Writer
+}
+
+// faultResult is what a faultRun observed.
+type faultResult struct {
+	topo     *topology.Topology
+	counts   map[string]uint64
+	received [2]traffic.CheckResult // what node i received
+	arrivals [2][]time.Duration     // when node i received each frame, from the start
+	elapsed  time.Duration
+}
+
+// run builds a topology with the faults, sends r.frames each way at
+// once, waits until nothing more arrives, closes everything and checks
+// the frame accounting of both directions.
+func (r faultRun) run(t *testing.T) faultResult {
+	t.Helper()
+	epoch := time.Now()
+	inj := fault.New(r.seed, epoch, nil)
+	for _, s := range r.specs {
+		spec, err := fault.ParseSpec(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := inj.Add(spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ss := streams(r.size)
+	checkers := [2]*traffic.Checker{traffic.NewChecker(ss[1]), traffic.NewChecker(ss[0])}
+	var mu sync.Mutex
+	var res faultResult
+	receive := func(i int) func([]byte) bool {
+		return func(f []byte) bool {
+			mu.Lock()
+			res.arrivals[i] = append(res.arrivals[i], time.Since(epoch))
+			mu.Unlock()
+			return checkers[i].Receive(f)
+		}
+	}
+	cfg := topology.Config{SPI: spibridge.DefaultTiming(), Chip: chip.Config{Epoch: epoch}, Faults: inj}
+	cfg.Driver.TxRingSize = r.ring
+	if r.trace != nil {
+		cfg.Transport = func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
+			return spibridge.NewTraced(bus, string(rune('a'+i)), r.trace), nil, nil
+		}
+	}
+	topo := newTopology(t, cfg, [2]func([]byte) bool{receive(0), receive(1)})
+	res.topo = topo
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if err := topo.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			if _, err := traffic.Send(ctx, topo.Nodes[i].Driver, ss[i], r.frames, r.interval, traffic.Requeue); err != nil {
+				t.Errorf("node %d: send: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, c := range checkers {
+		c.WaitFor(ctx, r.frames, 2*time.Second)
+	}
+	res.elapsed = time.Since(epoch)
+	res.counts = inj.Counts()
+	inj.Close()
+	closeTopology(t, topo)
+	for i, c := range checkers {
+		res.received[i] = c.Result()
+		if len(res.received[i].Errors) > 0 || res.received[i].Foreign != 0 {
+			t.Errorf("node %d received: %+v", i, res.received[i])
+		}
+		assertAccounting(t, topo, 1-i, res.received[i].Received)
+	}
+	return res
+}
+
+// deliveredBetween counts the frames node i received in [from, to).
+func (res faultResult) deliveredBetween(i int, from, to time.Duration) int {
+	n := 0
+	for _, a := range res.arrivals[i] {
+		if a >= from && a < to {
+			n++
+		}
+	}
+	return n
+}
