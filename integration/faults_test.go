@@ -31,33 +31,34 @@ func TestEachFaultKind(t *testing.T) {
 		seen func(*topology.Topology) uint64 // the layer's own count of it
 		want uint64                          // exact injected count; 0: at least one
 		end  time.Duration                   // when the fault's effect ends (0: faultEnd)
+		also string                          // another fault that makes this one bite
 	}{
-		{"spi.timeout-before@a:count=2", "spi.timeout-before@a", func(tp *topology.Topology) uint64 { return tp.Nodes[0].Bus.Stats().FaultTimeoutBefore }, 2, faultStart + time.Second},
-		{"spi.timeout-after@b:count=2", "spi.timeout-after@b", func(tp *topology.Topology) uint64 { return tp.Nodes[1].Bus.Stats().FaultTimeoutAfter }, 2, faultStart + time.Second},
-		{"spi.latency@a:latency=300us,jitter=200us,count=40", "spi.latency@a", func(tp *topology.Topology) uint64 { return tp.Nodes[0].Bus.Stats().FaultLatency }, 40, 0},
-		{"spi.flip@b:bits=1,count=10", "spi.flip@b", func(tp *topology.Topology) uint64 { return tp.Nodes[1].Bus.Stats().FaultFlips }, 10, 0},
-		{"spi.stuck@a:dur=100ms", "spi.stuck@a", func(tp *topology.Topology) uint64 { return tp.Nodes[0].Bus.Stats().FaultStuck }, 1, 0},
-		{"irq.lost@b:count=20", "irq.lost@b", func(tp *topology.Topology) uint64 { return tp.Nodes[1].Bus.Stats().IRQDropped }, 20, 0},
-		{"irq.spurious@a:rate=2000,dur=300ms", "irq.spurious@a", func(tp *topology.Topology) uint64 { return tp.Nodes[0].Bus.Stats().IRQSpurious }, 0, 0},
-		{"irq.stuck@b:dur=300ms", "irq.stuck@b", func(tp *topology.Topology) uint64 { return tp.Nodes[1].Bus.Stats().IRQDropped }, 0, 0},
-		{"cable.loss@a:count=7", "cable.loss@a", func(tp *topology.Topology) uint64 { ab, _ := tp.Cable.Stats(); return ab.LostInjected }, 7, 0},
+		{"spi.timeout-before@a:count=2", "spi.timeout-before@a", func(tp *topology.Topology) uint64 { return tp.Nodes[0].Bus.Stats().FaultTimeoutBefore }, 2, faultStart + time.Second, ""},
+		{"spi.timeout-after@b:count=2", "spi.timeout-after@b", func(tp *topology.Topology) uint64 { return tp.Nodes[1].Bus.Stats().FaultTimeoutAfter }, 2, faultStart + time.Second, ""},
+		{"spi.latency@a:latency=300us,jitter=200us,count=40", "spi.latency@a", func(tp *topology.Topology) uint64 { return tp.Nodes[0].Bus.Stats().FaultLatency }, 40, 0, ""},
+		{"spi.flip@b:bits=1,count=10", "spi.flip@b", func(tp *topology.Topology) uint64 { return tp.Nodes[1].Bus.Stats().FaultFlips }, 10, 0, ""},
+		{"spi.stuck@a:dur=100ms", "spi.stuck@a", func(tp *topology.Topology) uint64 { return tp.Nodes[0].Bus.Stats().FaultStuck }, 1, 0, ""},
+		{"irq.lost@b:count=20", "irq.lost@b", func(tp *topology.Topology) uint64 { return tp.Nodes[1].Bus.Stats().IRQDropped }, 20, 0, ""},
+		{"irq.spurious@a:rate=2000,dur=300ms", "irq.spurious@a", func(tp *topology.Topology) uint64 { return tp.Nodes[0].Bus.Stats().IRQSpurious }, 0, 0, ""},
+		{"irq.stuck@b:dur=300ms", "irq.stuck@b", func(tp *topology.Topology) uint64 { return tp.Nodes[1].Bus.Stats().IRQDropped }, 0, 0, ""},
+		{"cable.loss@a:count=7", "cable.loss@a", func(tp *topology.Topology) uint64 { ab, _ := tp.Cable.Stats(); return ab.LostInjected }, 7, 0, ""},
 		{"cable.corrupt@b:bits=3,count=7", "cable.corrupt@b", func(tp *topology.Topology) uint64 {
 			_, ba := tp.Cable.Stats()
 			if fcs := tp.Nodes[0].Chip.Register(regs.FDFCSDropFrameCnt); fcs != ba.Corrupted {
 				return 1 << 60 // the receiver's FCS check must catch every one
 			}
 			return ba.Corrupted
-		}, 7, 0},
-		{"cable.delay:latency=2ms,jitter=1ms,count=30", "cable.delay@a", nil, 30, 0},
-		{"cable.unplug:dur=300ms", "cable.unplug@a", func(tp *topology.Topology) uint64 { ab, _ := tp.Cable.Stats(); return ab.LostUnplugged }, 0, 0},
-		{"chip.fifo-limit@b:rx_meta=0,dur=300ms", "chip.fifo-limit@b", func(tp *topology.Topology) uint64 {
+		}, 7, 0, ""},
+		{"cable.delay:latency=2ms,jitter=1ms,count=30", "cable.delay@a", nil, 30, 0, ""},
+		{"cable.unplug:dur=300ms", "cable.unplug@a", func(tp *topology.Topology) uint64 { ab, _ := tp.Cable.Stats(); return ab.LostUnplugged }, 0, 0, ""},
+		{"chip.fifo-limit@b:rx_meta=2,dur=300ms", "chip.fifo-limit@b", func(tp *topology.Topology) uint64 {
 			return someCounted(tp.Nodes[1].Chip.Register(regs.FDFIFOFullDropFrameCnt))
-		}, 1, 0},
+		}, 1, 0, "spi.stuck@b:start=600ms,dur=50ms"}, // frames pile up while b's bus is stuck
 		{"chip.host-fifo-full@a:dur=300ms", "chip.host-fifo-full@a", func(tp *topology.Topology) uint64 {
 			return someCounted(tp.Nodes[0].Chip.Register(regs.FSTotalBackPressureEventCnt))
-		}, 1, 0},
-		{"chip.clock-step@a:step=1ms", "chip.clock-step@a", nil, 1, 0},
-		{"chip.clock-drift@b:ppm=500,dur=300ms", "chip.clock-drift@b", nil, 1, 0},
+		}, 1, 0, ""},
+		{"chip.clock-step@a:step=1ms", "chip.clock-step@a", nil, 1, 0, ""},
+		{"chip.clock-drift@b:ppm=500,dur=300ms", "chip.clock-drift@b", nil, 1, 0, ""},
 	} {
 		t.Run(c.spec, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -69,7 +70,11 @@ func TestEachFaultKind(t *testing.T) {
 				if end == 0 {
 					end = faultEnd
 				}
-				res := faultRun{specs: []string{spec}, seed: 1, frames: 3500, interval: time.Millisecond, size: 200}.run(t)
+				specs := []string{spec}
+				if c.also != "" {
+					specs = append(specs, c.also)
+				}
+				res := faultRun{specs: specs, seed: 1, frames: 3500, interval: time.Millisecond, size: 200}.run(t)
 				got := res.counts[c.key]
 				switch {
 				case c.want != 0 && got != c.want:
