@@ -41,15 +41,12 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 	defer tick.Stop()
 	for ctx.Err() == nil {
 		failed := false
-		select {
-		case <-irq:
+		switch gotIRQ, gotTick := ready(irq), ready(tick.C); {
+		case gotIRQ:
 			rxPending, w.polled = true, false
-		case <-tick.C:
-			if !rxPending {
-				rxPending, failed = w.pollOnce()
-				idleChecked = false
-			}
-		default:
+		case gotTick && !rxPending:
+			rxPending, failed = w.pollOnce()
+			idleChecked = false
 		}
 		progress := false
 		if slot, ok := d.takeTx(); ok {
@@ -90,17 +87,42 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 			idleChecked, l.trouble = true, true
 			continue
 		}
+		// Wake on whichever comes first, then take every other wake-up
+		// that is ready too, in a fixed order: when an edge and the
+		// poll tick arrive at the same instant the worker does the same
+		// thing whichever select picked, so a run is repeatable.
+		gotIRQ, gotTick := false, false
 		select {
 		case <-irq:
-			rxPending, w.polled = true, false
+			gotIRQ = true
 		case <-d.kick:
 		case <-tick.C:
+			gotTick = true
+		case <-ctx.Done():
+			return
+		}
+		gotIRQ = ready(irq) || gotIRQ
+		gotTick = ready(tick.C) || gotTick
+		ready(d.kick)
+		switch {
+		case gotIRQ:
+			rxPending, w.polled = true, false
+		case gotTick:
 			idleChecked = false
 			if rxPending, failed = w.pollOnce(); failed && !w.bo.wait(ctx) {
 				return
 			}
-		case <-ctx.Done():
 		}
+	}
+}
+
+// ready takes a pending value from c, if there is one.
+func ready[T any](c <-chan T) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
