@@ -1,0 +1,288 @@
+package spibridge
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// serverConn is one client connection of a Server: a reader (the
+// ServeConn goroutine) decoding requests into bounded slots, one worker
+// goroutine per request in flight running it through the transport and
+// writing its result, and an interrupt writer if the client asked for
+// interrupts. Writes are whole messages under wmu.
+type serverConn struct {
+	srv    *Server
+	nc     net.Conn
+	br     *bufio.Reader
+	log    *zap.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	bound    int32        // in-flight bound of this connection
+	inflight atomic.Int32 // requests read and not yet answered
+	free     chan *slot   // 2*bound slots: bound in flight, bound writing
+	workers  sync.WaitGroup
+
+	irq     chan struct{} // edges from the fan-out, coalesced
+	irqDone chan struct{} // closed when the interrupt writer has stopped
+
+	hdr     [frameHeaderLen]byte
+	helloB  [helloMaxLen]byte
+	replyB  []byte // reader's own replies (busy, error)
+	wmu     sync.Mutex
+	wclosed bool         // no more writes: an error message went out, or a write failed
+	wfail   atomic.Value // error: the write failure that ended the connection
+}
+
+// slot holds one request in flight: its MOSI, and the result message whose
+// MISO part the transport fills in place. Buffers grow to the request's
+// size, never beyond the protocol's limit.
+type slot struct {
+	id  uint32
+	n   int
+	tx  []byte
+	out []byte // result header (10) + MISO
+}
+
+// resultPrefix is the header of a result message before its data.
+const resultPrefix = frameHeaderLen + resultHdrLen
+
+func newServerConn(s *Server, nc net.Conn) *serverConn {
+	bound := s.cfg.MaxInFlight
+	sc := &serverConn{
+		srv: s, nc: nc,
+		br:     bufio.NewReaderSize(nc, frameHeaderLen+transferHdrLen+SocketMaxTransfer),
+		log:    s.log.With(zap.Stringer("remote", remote(nc))),
+		bound:  int32(bound),
+		free:   make(chan *slot, 2*bound),
+		irq:    make(chan struct{}, 1),
+		replyB: make([]byte, 0, resultPrefix+SocketMaxText),
+	}
+	for range 2 * bound {
+		sc.free <- &slot{}
+	}
+	return sc
+}
+
+// serve runs the connection to its end and accounts for it.
+func (sc *serverConn) serve() error {
+	s := sc.srv
+	stop := context.AfterFunc(sc.ctx, func() { sc.nc.Close() })
+	sc.log.Debug("client connected")
+	err := sc.readLoop()
+	var pe *SocketProtocolError
+	if werr, ok := sc.wfail.Load().(error); ok && !errors.As(err, &pe) {
+		err = werr // the reader only saw the connection the failed write closed
+	}
+	var we *writeError
+	switch {
+	case errors.As(err, &pe):
+		sc.log.Warn("closing connection: protocol error", zap.String("reason", pe.Reason), zap.String("detail", pe.Detail))
+		sc.sayError(pe)
+	case errors.As(err, &we):
+		sc.log.Warn("closing connection: write failed", zap.Error(we.err))
+	case err == io.EOF:
+		err = nil
+		sc.log.Debug("client disconnected")
+	case sc.ctx.Err() != nil:
+		err = nil
+		sc.log.Debug("connection closed by the server")
+	default:
+		sc.log.Info("connection lost", zap.Error(err))
+	}
+	sc.cancel()
+	stop()
+	sc.nc.Close()
+	sc.workers.Wait()
+	s.unsubscribe(sc)
+	if sc.irqDone != nil {
+		<-sc.irqDone
+	}
+	s.closedConn(sc, err)
+	return err
+}
+
+// readLoop reads the hello, answers it, then serves requests until the
+// stream ends or breaks the protocol.
+func (sc *serverConn) readLoop() error {
+	s := sc.srv
+	sc.nc.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	typ, n, err := readHeader(sc.br, &sc.hdr, fromClient)
+	if err == nil && typ != msgHello {
+		err = protoErr(reasonUnexpected, "first message of type 0x%02x, want a hello", uint8(typ))
+	}
+	if err == nil {
+		err = readBody(sc.br, sc.helloB[:n])
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = protoErr(reasonHelloTimeout, "no hello within %v", s.cfg.HelloTimeout)
+	}
+	if err != nil {
+		return err
+	}
+	h, err := parseHello(sc.helloB[:n])
+	if err != nil {
+		return err
+	}
+	sc.nc.SetReadDeadline(time.Time{})
+	w := welcome{timing: s.timing, maxTransfer: SocketMaxTransfer, maxInFlight: int(sc.bound), name: s.cfg.Name}
+	wantIRQ := h.flags&flagInterrupts != 0
+	if wantIRQ {
+		w.flags |= flagInterrupts
+	}
+	if err := sc.write(appendWelcome(sc.replyB[:0], w)); err != nil {
+		return err
+	}
+	sc.log.Debug("hello", zap.Bool("interrupts", wantIRQ))
+	if wantIRQ {
+		sc.irqDone = make(chan struct{})
+		s.subscribe(sc)
+		go sc.irqWriter()
+	}
+
+	for {
+		typ, n, err := readHeader(sc.br, &sc.hdr, fromClient)
+		if err != nil {
+			return err
+		}
+		if typ != msgTransfer {
+			return protoErr(reasonUnexpected, "message type 0x%02x after the hello", uint8(typ))
+		}
+		if err := sc.request(n); err != nil {
+			return err
+		}
+	}
+}
+
+// request reads the body of a transfer request of n bytes and starts it,
+// or answers EBUSY when the connection is over its in-flight bound.
+func (sc *serverConn) request(n int) error {
+	m := n - transferHdrLen
+	var idb [transferHdrLen]byte
+	if err := readBody(sc.br, idb[:]); err != nil {
+		return err
+	}
+	id := binary.BigEndian.Uint32(idb[:])
+	var sl *slot
+	if sc.inflight.Load() < sc.bound {
+		select {
+		case sl = <-sc.free:
+		default:
+		}
+	}
+	if sl == nil {
+		if err := discardBody(sc.br, m); err != nil {
+			return err
+		}
+		sc.srv.busy.Add(1)
+		sc.srv.failed.Add(1)
+		sc.srv.requests.Add(1)
+		return sc.write(appendResultError(sc.replyB[:0], id, statusBusy, errBusy))
+	}
+	if cap(sl.tx) < m {
+		sl.tx = make([]byte, m)
+		sl.out = make([]byte, resultPrefix+max(m, SocketMaxText))
+	}
+	if err := readBody(sc.br, sl.tx[:m]); err != nil {
+		sc.free <- sl
+		return err
+	}
+	sl.id, sl.n = id, m
+	sc.inflight.Add(1)
+	sc.workers.Add(1)
+	go sc.transfer(sl)
+	return nil
+}
+
+var errBusy = errors.New("spibridge: socket server: too many requests in flight on this connection")
+
+// transfer runs one request through the transport and writes its result.
+func (sc *serverConn) transfer(sl *slot) {
+	defer sc.workers.Done()
+	s := sc.srv
+	err := s.tr.Transfer(sc.ctx, sl.tx[:sl.n], sl.out[resultPrefix:resultPrefix+sl.n])
+	msg := sl.out[:resultPrefix+sl.n]
+	if err == nil {
+		putResultHeader(msg, sl.id, statusOK, sl.n)
+	} else {
+		msg = appendResultError(sl.out[:0], sl.id, statusOf(err), err)
+		s.failed.Add(1)
+	}
+	// Out of flight before the write: the client may send its next
+	// request as soon as it has read this result.
+	sc.inflight.Add(-1)
+	sc.write(msg)
+	s.requests.Add(1)
+	sc.free <- sl
+}
+
+// irqWriter sends an interrupt message for each (coalesced) edge.
+func (sc *serverConn) irqWriter() {
+	defer close(sc.irqDone)
+	var msg [frameHeaderLen]byte
+	putHeader(msg[:], msgIRQ, 0)
+	for {
+		select {
+		case <-sc.ctx.Done():
+			return
+		case <-sc.irq:
+			if sc.write(msg[:]) != nil {
+				return
+			}
+			sc.srv.interrupts.Add(1)
+		}
+	}
+}
+
+// errConnDone is what writes return once the connection is ending.
+var errConnDone = errors.New("spibridge: socket connection closing")
+
+// write sends one whole message. A failed write ends the connection.
+func (sc *serverConn) write(b []byte) error {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if sc.wclosed {
+		return errConnDone
+	}
+	sc.nc.SetWriteDeadline(time.Now().Add(sc.srv.cfg.WriteTimeout))
+	if _, err := sc.nc.Write(b); err != nil {
+		sc.wclosed = true
+		if sc.ctx.Err() == nil {
+			sc.wfail.Store(error(&writeError{err}))
+		}
+		sc.cancel()
+		return err
+	}
+	return nil
+}
+
+// writeError marks the write that ended a connection.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string {
+	return "spibridge: socket server: " + reasonWriteFailed.String() + ": " + e.err.Error()
+}
+func (e *writeError) Unwrap() error { return e.err }
+
+// sayError sends the error message that precedes closing the connection
+// for a protocol error, and stops all later writes.
+func (sc *serverConn) sayError(pe *SocketProtocolError) {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if sc.wclosed {
+		return
+	}
+	sc.wclosed = true
+	sc.nc.SetWriteDeadline(time.Now().Add(min(sc.srv.cfg.WriteTimeout, time.Second)))
+	sc.nc.Write(appendError(sc.replyB[:0], pe.code, pe.Detail))
+}
