@@ -1,6 +1,7 @@
 package spibridge
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -101,6 +102,7 @@ type Server struct {
 	closed    bool
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
+	refusing  map[net.Conn]struct{}    // connections over MaxConns being refused
 	subs      map[*serverConn]struct{} // connections that want interrupts
 	fan       *fanout                  // running while subs is not empty
 	irqLatch  bool                     // an edge arrived with no subscriber
@@ -126,6 +128,7 @@ func NewServer(tr Transport, cfg ServerConfig) *Server {
 		log:       cfg.Logger.Named("socket").With(zap.String("chip", cfg.Name)),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*serverConn]struct{}{},
+		refusing:  map[net.Conn]struct{}{},
 		subs:      map[*serverConn]struct{}{},
 		stats:     ServerStats{ProtocolErrors: map[string]uint64{}},
 	}
@@ -227,12 +230,14 @@ func (s *Server) admit(ctx context.Context, nc net.Conn) (*serverConn, error) {
 	}
 	if len(s.conns) >= s.cfg.MaxConns {
 		s.stats.Refused++
+		s.refusing[nc] = struct{}{}
+		s.wg.Add(1)
 		s.mu.Unlock()
-		err := protoErr(reasonTooManyConns, "%d connections served already", s.cfg.MaxConns)
-		s.log.Warn("connection refused", zap.Stringer("remote", remote(nc)), zap.String("reason", err.Reason))
-		nc.SetWriteDeadline(time.Now().Add(min(s.cfg.WriteTimeout, time.Second)))
-		nc.Write(appendError(nil, reasonTooManyConns, err.Detail))
-		nc.Close()
+		defer s.wg.Done()
+		err := s.refuse(nc)
+		s.mu.Lock()
+		delete(s.refusing, nc)
+		s.mu.Unlock()
 		return nil, err
 	}
 	sc := newServerConn(s, nc)
@@ -242,6 +247,23 @@ func (s *Server) admit(ctx context.Context, nc net.Conn) (*serverConn, error) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	return sc, nil
+}
+
+// refuse answers a connection over MaxConns: it reads the client's hello
+// (bounded, briefly) and answers it with an error message.
+func (s *Server) refuse(nc net.Conn) error {
+	defer nc.Close()
+	err := protoErr(reasonTooManyConns, "%d connections served already", s.cfg.MaxConns)
+	s.log.Warn("connection refused", zap.Stringer("remote", remote(nc)), zap.String("reason", err.Reason))
+	wait := min(s.cfg.HelloTimeout, s.cfg.WriteTimeout, time.Second)
+	nc.SetDeadline(time.Now().Add(wait))
+	br := bufio.NewReaderSize(nc, 64)
+	var hdr [frameHeaderLen]byte
+	if _, n, rerr := readHeader(br, &hdr, fromClient); rerr == nil {
+		discardBody(br, n)
+	}
+	nc.Write(appendError(nil, reasonTooManyConns, err.Detail))
+	return err
 }
 
 // remote is a connection's peer address for logs (net.Pipe has none
@@ -277,6 +299,9 @@ func (s *Server) Close() error {
 	conns := make([]*serverConn, 0, len(s.conns))
 	for sc := range s.conns {
 		conns = append(conns, sc)
+	}
+	for nc := range s.refusing {
+		nc.Close()
 	}
 	s.mu.Unlock()
 	for _, ln := range lns {

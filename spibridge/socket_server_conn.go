@@ -221,8 +221,8 @@ func (sc *serverConn) transfer(sl *slot) {
 	// Out of flight before the write: the client may send its next
 	// request as soon as it has read this result.
 	sc.inflight.Add(-1)
-	sc.write(msg)
 	s.requests.Add(1)
+	sc.write(msg)
 	sc.free <- sl
 }
 
