@@ -507,3 +507,93 @@ func TestSocketMaxConns(t *testing.T) {
 		}
 	})
 }
+
+// TestSocketMalformedInput: each malformed stream closes only its own
+// connection, after an error message naming the reason, and is counted by
+// reason; a client on another connection keeps working throughout.
+func TestSocketMalformedInput(t *testing.T) {
+	const hello = goldenHello
+	for _, tc := range []struct {
+		name, in string
+		reason   closeReason
+		hangUp   bool // close our end after writing (a stream cut short)
+	}{
+		{"short header", hello + " 00 00 00", reasonShort, true},
+		{"short body", hello + " 00 00 00 0d 03 00 00 00 01 02 32", reasonShort, true},
+		{"short hello", "00 00 00 09 01 54 53", reasonShort, true},
+		{"oversized length", hello + " ff ff ff ff 03", reasonOversized, false},
+		{"oversized before hello", "00 10 00 00 01", reasonOversized, false},
+		{"length zero", hello + " 00 00 00 00 03", reasonBadLength, false},
+		{"bad magic", "00 00 00 09 01 58 58 58 58 00 01 00 01", reasonBadMagic, false},
+		{"bad version", "00 00 00 09 01 54 53 4e 42 00 02 00 01", reasonBadVersion, false},
+		{"long version 1 hello", "00 00 00 0b 01 54 53 4e 42 00 01 00 01 00 00", reasonBadLength, false},
+		{"hello without version", "00 00 00 05 01 54 53 4e 42", reasonBadLength, false},
+		{"unknown type", hello + " 00 00 00 01 7f", reasonUnknownType, false},
+		{"server message from a client", hello + " 00 00 00 01 05", reasonUnexpected, false},
+		{"transfer before hello", goldenRequest, reasonUnexpected, false},
+		{"second hello", hello + " " + hello, reasonUnexpected, false},
+		{"empty transfer", hello + " 00 00 00 05 03 00 00 00 01", reasonBadLength, false},
+		{"transfer over the limit", hello + " 00 00 10 06 03 00 00 00 01", reasonBadLength, false},
+		{"silence", "", reasonHelloTimeout, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				bus := NewInProcess(echoDev{make(chan struct{})}, DefaultTiming(), nil)
+				defer bus.Close()
+				srv := NewServer(bus, ServerConfig{})
+				defer srv.Close()
+				good := newPipeClient(t, srv, ClientConfig{})
+				defer good.Close()
+
+				c, res := rawConn(srv)
+				defer c.Close()
+				got := make(chan []byte, 1)
+				go func() {
+					var all []byte
+					buf := make([]byte, 256)
+					for {
+						n, err := c.Read(buf)
+						all = append(all, buf[:n]...)
+						if err != nil {
+							got <- all
+							return
+						}
+					}
+				}()
+				c.Write(unhex(t, tc.in))
+				if tc.hangUp {
+					synctest.Wait() // the server hello has been read
+					c.Close()
+				}
+				err := <-res
+				var pe *SocketProtocolError
+				if !errors.As(err, &pe) || pe.Reason != tc.reason.String() || !errors.Is(err, syscall.EPROTO) {
+					t.Fatalf("ServeConn: %v, want a protocol error %q", err, tc.reason)
+				}
+				reply := <-got
+				if !tc.hangUp {
+					// The last message is the error message with the reason's code.
+					var last []byte
+					for len(reply) >= frameHeaderLen {
+						n := int(reply[3]) + 4 // all replies here are short
+						last, reply = reply[:n], reply[n:]
+					}
+					if len(last) < 6 || msgType(last[4]) != msgError || closeReason(last[5]) != tc.reason {
+						t.Errorf("server's last message % x, want an error message with code %d", last, tc.reason)
+					}
+				}
+				tx := proto.RegRead(0x0288)
+				if err := good.Transfer(context.Background(), tx, make([]byte, len(tx))); err != nil {
+					t.Errorf("the other connection broke: %v", err)
+				}
+				st := srv.Stats()
+				if st.ProtocolErrors[tc.reason.String()] != 1 || len(st.ProtocolErrors) != 1 || st.Active != 1 || st.Closed != 1 {
+					t.Errorf("server stats %+v", st)
+				}
+				if st := good.Stats(); st.Disconnects != 0 || st.Transfers != 1 {
+					t.Errorf("other client's stats %+v", st)
+				}
+			})
+		})
+	}
+}
