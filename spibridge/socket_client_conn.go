@@ -28,7 +28,9 @@ type clientConn struct {
 	log *zap.Logger
 
 	wmu  sync.Mutex
-	free chan *call // the in-flight bound: a call is taken per transfer
+	wdl  time.Time     // write deadline set on nc
+	wwin time.Duration // the shortest wait for a result: timeout of 1 byte + grace
+	free chan *call    // the in-flight bound: a call is taken per transfer
 
 	mu      sync.Mutex
 	pending map[uint32]*call
@@ -37,6 +39,7 @@ type clientConn struct {
 	deadCh  chan struct{} // closed when the connection dies
 
 	hdr [frameHeaderLen]byte
+	rh  [resultHdrLen]byte // reader's scratch: a result's id and status
 }
 
 // callState is where a call is between its caller and the reader.
@@ -134,6 +137,7 @@ func (c *SocketClient) handshake(ctx context.Context, nc net.Conn) (*clientConn,
 		free:    make(chan *call, bound),
 		pending: make(map[uint32]*call, bound),
 		deadCh:  make(chan struct{}),
+		wwin:    w.timing.TimeoutFor(1) + c.cfg.Grace,
 	}
 	for range bound {
 		t := time.NewTimer(time.Hour)
@@ -203,7 +207,13 @@ func (cc *clientConn) transfer(ctx context.Context, tx, rx []byte) error {
 	wait := timeout + cc.cl.cfg.Grace
 	cl.timer.Reset(wait)
 	cc.wmu.Lock()
-	cc.nc.SetWriteDeadline(time.Now().Add(wait))
+	if now := time.Now(); cc.wdl.Sub(now) < cc.wwin/2 {
+		// Between half the window and the window ahead: a stuck write
+		// fails within the shortest wait of any transfer, without a
+		// deadline update (a runtime timer change) per request.
+		cc.wdl = now.Add(cc.wwin)
+		cc.nc.SetWriteDeadline(cc.wdl)
+	}
 	_, werr := cc.nc.Write(msg)
 	cc.wmu.Unlock()
 	if werr != nil {
@@ -404,8 +414,8 @@ func (cc *clientConn) readMessages(claimed **call) error {
 // readResult reads a result of body length n into the call it answers.
 // A result for no pending call (its caller gave up) is skipped.
 func (cc *clientConn) readResult(n int, claimed **call) error {
-	var h [resultHdrLen]byte
-	if err := readBody(cc.br, h[:]); err != nil {
+	h := cc.rh[:]
+	if err := readBody(cc.br, h); err != nil {
 		return err
 	}
 	id, status := binary.BigEndian.Uint32(h[0:4]), h[4]

@@ -15,10 +15,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// serverConn is one client connection of a Server: a reader (the
-// ServeConn goroutine) decoding requests into bounded slots, one worker
-// goroutine per request in flight running it through the transport and
-// writing its result, and an interrupt writer if the client asked for
+// serverConn is one client connection of a Server: the ServeConn
+// goroutine does the hellos and waits; a reading role decodes requests
+// into bounded slots, handing itself on to a new goroutine each time it
+// has read one and then running that request through the transport and
+// writing its result; an interrupt writer runs if the client asked for
 // interrupts. Writes are whole messages under wmu.
 type serverConn struct {
 	srv    *Server
@@ -33,13 +34,16 @@ type serverConn struct {
 	free     chan *slot   // 2*bound slots: bound in flight, bound writing
 	workers  sync.WaitGroup
 
+	readErr chan error    // why reading stopped: sent once by the reading role
 	irq     chan struct{} // edges from the fan-out, coalesced
 	irqDone chan struct{} // closed when the interrupt writer has stopped
 
 	hdr     [frameHeaderLen]byte
+	idb     [transferHdrLen]byte // reader's scratch: a request's id
 	helloB  [helloMaxLen]byte
 	replyB  []byte // reader's own replies (busy, error)
 	wmu     sync.Mutex
+	wdl     time.Time    // write deadline set on nc
 	wclosed bool         // no more writes: an error message went out, or a write failed
 	wfail   atomic.Value // error: the write failure that ended the connection
 }
@@ -61,12 +65,13 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 	bound := s.cfg.MaxInFlight
 	sc := &serverConn{
 		srv: s, nc: nc,
-		br:     bufio.NewReaderSize(nc, frameHeaderLen+transferHdrLen+SocketMaxTransfer),
-		log:    s.log.With(zap.Stringer("remote", remote(nc))),
-		bound:  int32(bound),
-		free:   make(chan *slot, 2*bound),
-		irq:    make(chan struct{}, 1),
-		replyB: make([]byte, 0, resultPrefix+SocketMaxText),
+		br:      bufio.NewReaderSize(nc, frameHeaderLen+transferHdrLen+SocketMaxTransfer),
+		log:     s.log.With(zap.Stringer("remote", remote(nc))),
+		bound:   int32(bound),
+		free:    make(chan *slot, 2*bound),
+		irq:     make(chan struct{}, 1),
+		readErr: make(chan error, 1),
+		replyB:  make([]byte, 0, resultPrefix+SocketMaxText),
 	}
 	for range 2 * bound {
 		sc.free <- &slot{}
@@ -79,7 +84,12 @@ func (sc *serverConn) serve() error {
 	s := sc.srv
 	stop := context.AfterFunc(sc.ctx, func() { sc.nc.Close() })
 	sc.log.Debug("client connected")
-	err := sc.readLoop()
+	err := sc.handshake()
+	if err == nil {
+		sc.workers.Add(1)
+		go sc.readRole()
+		err = <-sc.readErr
+	}
 	var pe *SocketProtocolError
 	if werr, ok := sc.wfail.Load().(error); ok && !errors.As(err, &pe) {
 		err = werr // the reader only saw the connection the failed write closed
@@ -112,9 +122,8 @@ func (sc *serverConn) serve() error {
 	return err
 }
 
-// readLoop reads the hello, answers it, then serves requests until the
-// stream ends or breaks the protocol.
-func (sc *serverConn) readLoop() error {
+// handshake reads the client's hello and answers it.
+func (sc *serverConn) handshake() error {
 	s := sc.srv
 	sc.nc.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
 	typ, n, err := readHeader(sc.br, &sc.hdr, fromClient)
@@ -150,29 +159,48 @@ func (sc *serverConn) readLoop() error {
 		go sc.irqWriter()
 	}
 
+	return nil
+}
+
+// readRole reads requests until the stream ends or breaks the protocol,
+// and reports why on readErr. The goroutine that has read a request
+// passes the reading role on to a new goroutine and runs the request
+// itself, so the transfer starts without waiting for a scheduling
+// hand-off while the next request can still be read (and queue on the
+// bus) during it.
+func (sc *serverConn) readRole() {
+	defer sc.workers.Done()
 	for {
 		typ, n, err := readHeader(sc.br, &sc.hdr, fromClient)
+		if err == nil && typ != msgTransfer {
+			err = protoErr(reasonUnexpected, "message type 0x%02x after the hello", uint8(typ))
+		}
+		var sl *slot
+		if err == nil {
+			sl, err = sc.request(n)
+		}
 		if err != nil {
-			return err
+			sc.readErr <- err
+			return
 		}
-		if typ != msgTransfer {
-			return protoErr(reasonUnexpected, "message type 0x%02x after the hello", uint8(typ))
-		}
-		if err := sc.request(n); err != nil {
-			return err
+		if sl != nil {
+			sc.workers.Add(1)
+			go sc.readRole()
+			sc.transfer(sl)
+			return
 		}
 	}
 }
 
-// request reads the body of a transfer request of n bytes and starts it,
-// or answers EBUSY when the connection is over its in-flight bound.
-func (sc *serverConn) request(n int) error {
+// request reads the body of a transfer request of n bytes into a slot,
+// or answers EBUSY (nil slot) when the connection is over its in-flight
+// bound.
+func (sc *serverConn) request(n int) (*slot, error) {
 	m := n - transferHdrLen
-	var idb [transferHdrLen]byte
-	if err := readBody(sc.br, idb[:]); err != nil {
-		return err
+	if err := readBody(sc.br, sc.idb[:]); err != nil {
+		return nil, err
 	}
-	id := binary.BigEndian.Uint32(idb[:])
+	id := binary.BigEndian.Uint32(sc.idb[:])
 	var sl *slot
 	if sc.inflight.Load() < sc.bound {
 		select {
@@ -182,12 +210,12 @@ func (sc *serverConn) request(n int) error {
 	}
 	if sl == nil {
 		if err := discardBody(sc.br, m); err != nil {
-			return err
+			return nil, err
 		}
 		sc.srv.busy.Add(1)
 		sc.srv.failed.Add(1)
 		sc.srv.requests.Add(1)
-		return sc.write(appendResultError(sc.replyB[:0], id, statusBusy, errBusy))
+		return nil, sc.write(appendResultError(sc.replyB[:0], id, statusBusy, errBusy))
 	}
 	if cap(sl.tx) < m {
 		sl.tx = make([]byte, m)
@@ -195,20 +223,17 @@ func (sc *serverConn) request(n int) error {
 	}
 	if err := readBody(sc.br, sl.tx[:m]); err != nil {
 		sc.free <- sl
-		return err
+		return nil, err
 	}
 	sl.id, sl.n = id, m
 	sc.inflight.Add(1)
-	sc.workers.Add(1)
-	go sc.transfer(sl)
-	return nil
+	return sl, nil
 }
 
 var errBusy = errors.New("spibridge: socket server: too many requests in flight on this connection")
 
 // transfer runs one request through the transport and writes its result.
 func (sc *serverConn) transfer(sl *slot) {
-	defer sc.workers.Done()
 	s := sc.srv
 	err := s.tr.Transfer(sc.ctx, sl.tx[:sl.n], sl.out[resultPrefix:resultPrefix+sl.n])
 	msg := sl.out[:resultPrefix+sl.n]
@@ -254,7 +279,7 @@ func (sc *serverConn) write(b []byte) error {
 	if sc.wclosed {
 		return errConnDone
 	}
-	sc.nc.SetWriteDeadline(time.Now().Add(sc.srv.cfg.WriteTimeout))
+	sc.refreshWriteDeadline()
 	if _, err := sc.nc.Write(b); err != nil {
 		sc.wclosed = true
 		if sc.ctx.Err() == nil {
@@ -273,6 +298,18 @@ func (e *writeError) Error() string {
 	return "spibridge: socket server: " + reasonWriteFailed.String() + ": " + e.err.Error()
 }
 func (e *writeError) Unwrap() error { return e.err }
+
+// refreshWriteDeadline keeps a write deadline between half the write
+// timeout and the write timeout ahead, so a stuck write fails in at most
+// WriteTimeout without a deadline update (a runtime timer change) per
+// message. Called under wmu.
+func (sc *serverConn) refreshWriteDeadline() {
+	wt := sc.srv.cfg.WriteTimeout
+	if now := time.Now(); sc.wdl.Sub(now) < wt/2 {
+		sc.wdl = now.Add(wt)
+		sc.nc.SetWriteDeadline(sc.wdl)
+	}
+}
 
 // sayError sends the error message that precedes closing the connection
 // for a protocol error, and stops all later writes.
