@@ -73,7 +73,8 @@ func TestSocketTransferTiming(t *testing.T) {
 		if got := c.Register(regs.TSNSystemControl); got&1 != 1 {
 			t.Errorf("register write over the socket not applied: TSN_SYSTEM_CONTROL = %#x", got)
 		}
-		if st := srv.Stats(); st.Requests != 4 || st.Failed != 0 || st.Accepted != 1 || st.Active != 1 {
+		// Two connections: requests, and interrupts.
+		if st := srv.Stats(); st.Requests != 4 || st.Failed != 0 || st.Accepted != 2 || st.Active != 2 {
 			t.Errorf("server stats %+v", st)
 		}
 	})
@@ -291,9 +292,10 @@ func TestSocketClientGivesUp(t *testing.T) {
 			t.Errorf("transfer after the reconnect: %v", err)
 		}
 		mu.Lock()
-		// Dial at 0, then after the loss at 600ms, retries 10, 20, 40, 50,
-		// 50... ms apart; the one after 800ms succeeds.
-		want := []time.Duration{0, 600, 610, 630, 670, 720, 770, 820}
+		// Dial (requests, interrupts) at 0, then after the loss at 600ms,
+		// retries 10, 20, 40, 50, 50... ms apart; the one after 800ms
+		// succeeds (both connections).
+		want := []time.Duration{0, 0, 600, 610, 630, 670, 720, 770, 820, 820}
 		for i := range want {
 			want[i] *= time.Millisecond
 		}
@@ -479,7 +481,7 @@ func TestSocketServerClose(t *testing.T) {
 		if err := srv.Serve(context.Background(), ln); err == nil {
 			t.Error("Serve after Close succeeded")
 		}
-		if st := srv.Stats(); st.Active != 0 || st.Closed != 1 || st.IOErrors != 0 {
+		if st := srv.Stats(); st.Active != 0 || st.Closed != 2 || st.IOErrors != 0 {
 			t.Errorf("server stats %+v", st)
 		}
 	})
@@ -491,7 +493,7 @@ func TestSocketMaxConns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bus := NewInProcess(newFakeDev(), DefaultTiming(), nil)
 		defer bus.Close()
-		srv := NewServer(bus, ServerConfig{MaxConns: 1})
+		srv := NewServer(bus, ServerConfig{MaxConns: 2}) // one client: requests and interrupts
 		defer srv.Close()
 		cl := newPipeClient(t, srv, ClientConfig{})
 		defer cl.Close()
@@ -502,7 +504,7 @@ func TestSocketMaxConns(t *testing.T) {
 		if err := cl.Transfer(context.Background(), proto.RegRead(0), make([]byte, 8)); err != nil {
 			t.Errorf("first client after the refusal: %v", err)
 		}
-		if st := srv.Stats(); st.Refused != 1 || st.Accepted != 1 {
+		if st := srv.Stats(); st.Refused != 1 || st.Accepted != 2 {
 			t.Errorf("server stats %+v", st)
 		}
 	})
@@ -587,7 +589,7 @@ func TestSocketMalformedInput(t *testing.T) {
 					t.Errorf("the other connection broke: %v", err)
 				}
 				st := srv.Stats()
-				if st.ProtocolErrors[tc.reason.String()] != 1 || len(st.ProtocolErrors) != 1 || st.Active != 1 || st.Closed != 1 {
+				if st.ProtocolErrors[tc.reason.String()] != 1 || len(st.ProtocolErrors) != 1 || st.Active != 2 || st.Closed != 1 {
 					t.Errorf("server stats %+v", st)
 				}
 				if st := good.Stats(); st.Disconnects != 0 || st.Transfers != 1 {
@@ -596,4 +598,49 @@ func TestSocketMalformedInput(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestSocketUnthrottledStuckRequest: with an unthrottled bus the reading
+// goroutine runs requests itself; when one blocks (here a device that
+// holds the bus 100 ms), the watchdog passes the reading role on within
+// two of its 1 ms periods, so the next request on the same connection
+// still reaches the bus and times out there (50 ms bus timeout), as it
+// would in-process, instead of waiting behind the stuck one.
+func TestSocketUnthrottledStuckRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dev := newFakeDev()
+		dev.block = 100 * time.Millisecond
+		bus := NewInProcess(dev, Timing{Timeout: 50 * time.Millisecond}, nil)
+		defer bus.Close()
+		srv := NewServer(bus, ServerConfig{})
+		defer srv.Close()
+		cl := newPipeClient(t, srv, ClientConfig{})
+		defer cl.Close()
+		start := time.Now()
+		var wg sync.WaitGroup
+		var stuckErr error
+		var stuckDone time.Duration
+		wg.Go(func() {
+			stuckErr = cl.Transfer(context.Background(), proto.RegWrite(0x0294, 1), make([]byte, 7))
+			stuckDone = time.Since(start)
+		})
+		synctest.Wait()
+		err := cl.Transfer(context.Background(), proto.RegRead(0x0288), make([]byte, 8))
+		if got, want := time.Since(start), 2*inlineTakeover+50*time.Millisecond; !errors.Is(err, syscall.ETIMEDOUT) || got != want {
+			t.Errorf("request behind the stuck one: %v after %v, want ETIMEDOUT after %v", err, got, want)
+		}
+		wg.Wait()
+		if stuckErr != nil || stuckDone != 100*time.Millisecond {
+			t.Errorf("stuck request: %v after %v, want success after 100ms", stuckErr, stuckDone)
+		}
+		// Back to the cheap path: later requests run in the reading goroutine.
+		for range 3 {
+			if err := cl.Transfer(context.Background(), proto.RegRead(0x0288), make([]byte, 8)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st := cl.Stats(); st.Transfers != 4 || st.Disconnects != 0 {
+			t.Errorf("client stats %+v", st)
+		}
+	})
 }

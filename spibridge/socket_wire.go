@@ -205,10 +205,14 @@ func protoErr(r closeReason, format string, args ...any) *SocketProtocolError {
 // other I/O errors are returned as they are.
 func readHeader(r *bufio.Reader, hdr *[frameHeaderLen]byte, dir direction) (msgType, int, error) {
 	if n, err := io.ReadFull(r, hdr[:]); err != nil {
-		if n > 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+		switch {
+		case n == 0:
+			return 0, 0, err // at a message boundary
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
 			return 0, 0, protoErr(reasonShort, "stream ended after %d of %d header bytes", n, frameHeaderLen)
+		default:
+			return 0, 0, &midMessageError{err}
 		}
-		return 0, 0, err
 	}
 	length := binary.BigEndian.Uint32(hdr[0:4])
 	typ := msgType(hdr[4])
@@ -238,7 +242,7 @@ func readBody(r *bufio.Reader, b []byte) error {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return protoErr(reasonShort, "stream ended after %d of %d body bytes", n, len(b))
 		}
-		return err
+		return &midMessageError{err}
 	}
 	return nil
 }
@@ -249,10 +253,19 @@ func discardBody(r *bufio.Reader, n int) error {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return protoErr(reasonShort, "stream ended after %d of %d body bytes", m, n)
 		}
-		return err
+		return &midMessageError{err}
 	}
 	return nil
 }
+
+// midMessageError is an I/O error (a deadline, a reset) that struck
+// inside a message: the stream cannot be resumed.
+type midMessageError struct{ err error }
+
+func (e *midMessageError) Error() string {
+	return "spibridge: socket: stream broken inside a message: " + e.err.Error()
+}
+func (e *midMessageError) Unwrap() error { return e.err }
 
 // putHeader writes a message header for a body of n bytes into b[:5].
 func putHeader(b []byte, typ msgType, n int) {

@@ -17,10 +17,14 @@ import (
 
 // Golden messages of docs/socket-protocol.md.
 const (
-	goldenHello = "00 00 00 09 01  54 53 4e 42  00 01  00 01"
+	goldenHello      = "00 00 00 09 01  54 53 4e 42  00 01  00 01"
+	goldenHelloNoIRQ = "00 00 00 09 01  54 53 4e 42  00 01  00 00"
 	// Server hello: DefaultTiming (15 MHz, 20 us, Linux timeouts), 4096,
 	// 16 in flight, name "A", interrupts granted.
 	goldenWelcome = "00 00 00 2a 02  54 53 4e 42  00 01  00 01" +
+		"  00 00 00 00 00 e4 e1 c0  00 00 00 00 00 00 4e 20" +
+		"  00  00 00 00 00 00 00 00 00  00 00 10 00  00 10  01 41"
+	goldenWelcomeNoIRQ = "00 00 00 2a 02  54 53 4e 42  00 01  00 00" +
 		"  00 00 00 00 00 e4 e1 c0  00 00 00 00 00 00 4e 20" +
 		"  00  00 00 00 00 00 00 00 00  00 00 10 00  00 10  01 41"
 	// Register read of TSN_SYSCOUNT_H (02 32 88 + 5 bytes), id 1.
@@ -66,7 +70,7 @@ func TestSocketGoldenEncoding(t *testing.T) {
 // the documented ones, and it decodes the documented server messages.
 func TestSocketGoldenClientBytes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srvEnd := make(chan net.Conn, 1)
+		srvEnd := make(chan net.Conn, 2)
 		dial := func(ctx context.Context) (net.Conn, error) {
 			c, s := net.Pipe()
 			srvEnd <- s
@@ -78,12 +82,20 @@ func TestSocketGoldenClientBytes(t *testing.T) {
 			wg  sync.WaitGroup
 		)
 		wg.Go(func() { cl, err = NewSocketClient(dial, ClientConfig{}) })
+		// The request connection: a hello without interrupts.
 		s := <-srvEnd
 		defer s.Close()
-		if got := readN(t, s, 13); !bytes.Equal(got, unhex(t, goldenHello)) {
-			t.Errorf("client hello\n got % x\nwant % x", got, unhex(t, goldenHello))
+		if got, want := readN(t, s, 13), unhex(t, goldenHelloNoIRQ); !bytes.Equal(got, want) {
+			t.Errorf("client hello, request connection\n got % x\nwant % x", got, want)
 		}
-		writeAll(t, s, unhex(t, goldenWelcome))
+		writeAll(t, s, unhex(t, goldenWelcomeNoIRQ))
+		// The interrupt connection.
+		irq := <-srvEnd
+		defer irq.Close()
+		if got := readN(t, irq, 13); !bytes.Equal(got, unhex(t, goldenHello)) {
+			t.Errorf("client hello, interrupt connection\n got % x\nwant % x", got, unhex(t, goldenHello))
+		}
+		writeAll(t, irq, unhex(t, goldenWelcome))
 		wg.Wait()
 		if err != nil {
 			t.Fatal(err)
@@ -105,7 +117,7 @@ func TestSocketGoldenClientBytes(t *testing.T) {
 			t.Errorf("transfer: % x, %v", rx, terr)
 		}
 
-		writeAll(t, s, unhex(t, goldenIRQ))
+		writeAll(t, irq, unhex(t, goldenIRQ))
 		synctest.Wait()
 		select {
 		case <-cl.Interrupt():
