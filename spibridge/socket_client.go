@@ -113,8 +113,9 @@ type SocketClient struct {
 
 // DialSocket connects to the server at addr ("unix:PATH" or
 // "tcp:HOST:PORT") and returns a client. The first connection must
-// succeed (its error wraps the dial's errno, e.g. ECONNREFUSED or
-// ENOENT); after that the client reconnects by itself.
+// succeed within ctx and cfg.DialTimeout (its error wraps the dial's
+// errno, e.g. ECONNREFUSED or ENOENT); after that the client reconnects by
+// itself until Close.
 func DialSocket(ctx context.Context, addr string, cfg ClientConfig) (*SocketClient, error) {
 	network, address, err := ParseSocketAddr(addr)
 	if err != nil {

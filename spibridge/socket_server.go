@@ -34,7 +34,7 @@ type ServerConfig struct {
 	// has no Timing() method (an *InProcess has one, and it wins).
 	Timing Timing
 	// MaxConns bounds the connections served at once; more are refused
-	// with an error message.
+	// with an error message. A client that wants interrupts uses two.
 	MaxConns int
 	// MaxInFlight bounds the requests in flight on one connection (at
 	// most SocketMaxInFlight); a request over it is answered EBUSY.
@@ -254,7 +254,7 @@ func (s *Server) admit(ctx context.Context, nc net.Conn) (*serverConn, error) {
 func (s *Server) refuse(nc net.Conn) error {
 	defer nc.Close()
 	err := protoErr(reasonTooManyConns, "%d connections served already", s.cfg.MaxConns)
-	s.log.Warn("connection refused", zap.Stringer("remote", remote(nc)), zap.String("reason", err.Reason))
+	s.log.Warn("connection refused", zap.String("remote", remote(nc)), zap.String("reason", err.Reason))
 	wait := min(s.cfg.HelloTimeout, s.cfg.WriteTimeout, time.Second)
 	nc.SetDeadline(time.Now().Add(wait))
 	br := bufio.NewReaderSize(nc, 64)
@@ -266,9 +266,14 @@ func (s *Server) refuse(nc net.Conn) error {
 	return err
 }
 
-// remote is a connection's peer address for logs (net.Pipe has none
-// worth printing, but the Addr is still a Stringer).
-func remote(nc net.Conn) net.Addr { return nc.RemoteAddr() }
+// remote is a connection's peer address for logs ("-" when the peer is
+// an unnamed Unix socket).
+func remote(nc net.Conn) string {
+	if a := nc.RemoteAddr(); a != nil && a.String() != "" {
+		return a.String()
+	}
+	return "-"
+}
 
 // closedConn accounts for a connection that has ended.
 func (s *Server) closedConn(sc *serverConn, err error) {

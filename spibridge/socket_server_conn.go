@@ -77,7 +77,7 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 	sc := &serverConn{
 		srv: s, nc: nc,
 		br:      bufio.NewReaderSize(nc, frameHeaderLen+transferHdrLen+SocketMaxTransfer),
-		log:     s.log.With(zap.Stringer("remote", remote(nc))),
+		log:     s.log.With(zap.String("remote", remote(nc))),
 		bound:   int32(bound),
 		free:    make(chan *slot, 2*bound),
 		irq:     make(chan struct{}, 1),
