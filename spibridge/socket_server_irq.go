@@ -65,11 +65,3 @@ func (s *Server) runFanout(f *fanout) {
 		}
 	}
 }
-
-// signal posts a coalesced edge on ch without blocking.
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}

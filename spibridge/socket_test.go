@@ -328,17 +328,17 @@ func TestSocketInterrupts(t *testing.T) {
 		drv := newPipeClient(t, srv, ClientConfig{})
 		defer drv.Close()
 		synctest.Wait()
-		if !pending(drv.Interrupt()) {
+		if !edgePending(drv.Interrupt()) {
 			t.Error("driver missed the edge raised before it connected")
 		}
 		for range 3 {
 			dev.irq <- struct{}{}
 			synctest.Wait()
-			if !pending(drv.Interrupt()) {
+			if !edgePending(drv.Interrupt()) {
 				t.Error("driver missed an edge")
 			}
 		}
-		if pending(tool.Interrupt()) {
+		if edgePending(tool.Interrupt()) {
 			t.Error("register tool got an edge it did not ask for")
 		}
 		drv.Close()
@@ -348,7 +348,7 @@ func TestSocketInterrupts(t *testing.T) {
 		drv2 := newPipeClient(t, srv, ClientConfig{})
 		defer drv2.Close()
 		synctest.Wait()
-		if !pending(drv2.Interrupt()) {
+		if !edgePending(drv2.Interrupt()) {
 			t.Error("new driver missed the edge raised while nobody listened")
 		}
 		if st := srv.Stats(); st.Interrupts != 5 {
@@ -357,7 +357,7 @@ func TestSocketInterrupts(t *testing.T) {
 	})
 }
 
-func pending(ch <-chan struct{}) bool {
+func edgePending(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
 		return true
