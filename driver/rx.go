@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"context"
 	"go.uber.org/zap"
 
 	"tsnsim/chip/proto"
@@ -58,7 +59,13 @@ func (w *worker) readMeta() (int, error) {
 func (w *worker) readFrame(n int) error {
 	d, l := w.d, &w.d.rxl
 	miso := make([]byte, proto.ReadDataStart+n)
-	if err := d.tr.Transfer(w.ctx, w.frameMOSI[:len(miso)], miso); err != nil {
+	// The entry is taken: finish its frame even if the interface is
+	// going down, so Stop does not leave a frame without its metadata
+	// (a transport that abandons cancelled transfers, like the socket
+	// client, would otherwise leave it read or not, unknown). Bounded.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), LifecycleTimeout/2)
+	defer cancel()
+	if err := d.tr.Transfer(ctx, w.frameMOSI[:len(miso)], miso); err != nil {
 		w.failed("RX frame read", err)
 		l.u++
 		l.trouble, l.dirty = true, true

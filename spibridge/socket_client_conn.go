@@ -276,7 +276,10 @@ func (cc *clientConn) transfer(ctx context.Context, tx, rx []byte) error {
 		}
 		cc.kill(fmt.Errorf("sending a request: %w", werr), errno)
 	}
-	return cc.await(ctx, cl, rx)
+	// Sent: like spi_sync, a transfer on the wire completes (or times
+	// out, or the connection dies); cancelling ctx no longer abandons it,
+	// so the caller always learns whether the chip acted.
+	return cc.await(context.WithoutCancel(ctx), cl, rx)
 }
 
 // await waits for the call's result, reading results itself whenever

@@ -48,8 +48,9 @@ func (t *Topology) Audit(i int, delivered uint64) []error {
 	}
 	valid, dropped := sr.Register(regs.FSCHTotalValidEntryCnt), sr.Register(regs.FSCHTotalDropEntryCnt)
 	queuedTx := hostQueued(sr)
-	check(valid+dropped+queuedTx == accepted,
-		"chip %s: %d sent + %d window drops + %d queued != %d accepted", src.Name, valid, dropped, queuedTx, accepted)
+	startTx, _ := src.queuedAtStart()
+	check(valid+dropped+queuedTx == accepted+startTx,
+		"chip %s: %d sent + %d window drops + %d queued != %d accepted + %d queued before", src.Name, valid, dropped, queuedTx, accepted, startTx)
 	ft := sr.Register(regs.FTTotalTxFrameCnt)
 	check(ft == valid, "chip %s: FT_TOTAL_TX_FRAME_CNT %d != %d released by the scheduler", src.Name, ft, valid)
 
@@ -71,8 +72,10 @@ func (t *Topology) Audit(i int, delivered uint64) []error {
 	reasons := dr.Register(regs.FDFCSDropFrameCnt) + dr.Register(regs.FDJumboDropFrameCnt) + dr.Register(regs.FDFIFOFullDropFrameCnt)
 	check(drop == reasons, "chip %s: FD_TOTAL_DROP_FRAME_CNT %d != %d by reason", dst.Name, drop, reasons)
 	queued := rxQueued(dr)
+	_, startRx := dst.queuedAtStart()
 	read := rs.RxPackets + rs.RxErrors + rs.RxDropped
-	check(rx-drop == read+queued, "chip %s: %d frames accepted != %d read by the driver + %d queued", dst.Name, rx-drop, read, queued)
+	check(rx-drop+startRx == read+queued, "chip %s: %d frames accepted + %d queued before != %d read by the driver + %d queued",
+		dst.Name, rx-drop, startRx, read, queued)
 	check(delivered == rs.RxPackets, "host %s: received %d, driver delivered %d", dst.Name, delivered, rs.RxPackets)
 	return errs
 }

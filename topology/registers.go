@@ -44,12 +44,36 @@ func readSnapshot(ctx context.Context, d *driver.Driver) (snapshot, error) {
 	return s, nil
 }
 
-// registersOf is what the audit reads for node n.
+// registers is what the audit reads for node n: attached, the counters
+// moved since Start (a chip server's chips outlive their clients) and the
+// status registers at Close.
 func (n *Node) registers() registers {
 	if n.Chip != nil {
 		return n.Chip
 	}
-	return n.final
+	return since{n.initial, n.final}
+}
+
+// since is the change of a chip's counters between two snapshots, and
+// its other registers as at the second.
+type since struct{ from, to snapshot }
+
+// Register implements registers.
+func (s since) Register(off uint16) uint64 {
+	if d, ok := regs.Lookup(off); ok && d.Access == regs.Counter {
+		return s.to[off] - s.from[off]
+	}
+	return s.to[off]
+}
+
+// queuedAtStart is what was in node n's host TX FIFO and RX metadata
+// FIFO when the topology started: 0 in-process (fresh chips), what a
+// previous client left in a served chip.
+func (n *Node) queuedAtStart() (tx, rx uint64) {
+	if n.Chip != nil {
+		return 0, 0
+	}
+	return hostQueued(n.initial), rxQueued(n.initial)
 }
 
 // hostQueued is the frames in the host TX FIFO: written minus read,

@@ -51,6 +51,7 @@ type Node struct {
 	Transport spibridge.Transport
 	Driver    *driver.Driver
 	closer    io.Closer
+	initial   snapshot // attached: the chip's registers read at Start
 	final     snapshot // attached: the chip's registers read at Close
 }
 
@@ -101,16 +102,27 @@ func New(cfg Config, receive [2]func([]byte) bool) (*Topology, error) {
 // injectFaults wires inj into every layer of both nodes.
 func (t *Topology) injectFaults(inj *fault.Injector) error {
 	for i, n := range t.Nodes {
-		n.Bus.SetFaults(inj.SPI(n.Name))
-		if err := n.Bus.SetIRQFaults(inj.IRQ(n.Name)); err != nil {
-			return fmt.Errorf("topology: faults of %s: %w", n.Name, err)
+		if err := InjectFaults(inj, n.Chip, n.Bus, t.Cable, i); err != nil {
+			return err
 		}
-		if err := inj.AttachChip(n.Name, n.Chip); err != nil {
-			return fmt.Errorf("topology: faults of %s: %w", n.Name, err)
-		}
-		if err := t.Cable.SetFaults(i, inj.Cable(n.Name)); err != nil {
-			return fmt.Errorf("topology: faults of the cable from %s: %w", n.Name, err)
-		}
+	}
+	return nil
+}
+
+// InjectFaults wires inj into one node: its SPI bus, interrupt line and
+// chip, and the direction of cab that the chip sends into (port 0 or 1
+// of cable.Connect). The chip's name selects its faults.
+func InjectFaults(inj *fault.Injector, c *chip.Chip, bus *spibridge.InProcess, cab *cable.Cable, port int) error {
+	name := c.Name()
+	bus.SetFaults(inj.SPI(name))
+	if err := bus.SetIRQFaults(inj.IRQ(name)); err != nil {
+		return fmt.Errorf("topology: faults of %s: %w", name, err)
+	}
+	if err := inj.AttachChip(name, c); err != nil {
+		return fmt.Errorf("topology: faults of %s: %w", name, err)
+	}
+	if err := cab.SetFaults(port, inj.Cable(name)); err != nil {
+		return fmt.Errorf("topology: faults of the cable from %s: %w", name, err)
 	}
 	return nil
 }
@@ -172,7 +184,13 @@ func (t *Topology) Start(ctx context.Context) error {
 	for _, n := range t.Nodes {
 		if n.Chip != nil {
 			n.Chip.Start()
+			continue
 		}
+		snap, err := readSnapshot(ctx, n.Driver)
+		if err != nil {
+			return fmt.Errorf("topology: %s: %w", n.Name, err)
+		}
+		n.initial = snap
 	}
 	for _, n := range t.Nodes {
 		if err := n.Driver.Open(ctx); err != nil {

@@ -4,6 +4,7 @@
 // Usage:
 //
 //	tsnsim run [flags]   run two nodes and exchange verified test frames
+//	tsnsim chip serve    serve emulated chips' SPI buses on sockets
 //	tsnsim regs [flags] read|write|dump ...   register access, real or emulated chip
 //	tsnsim fault ...     change the faults of a running tsnsim
 //	tsnsim trace FILE    summarise an SPI trace file
@@ -31,6 +32,9 @@ driven by the same driver core over an emulated SPI bus, cabled back to back.
 
 Usage:
   tsnsim run [flags]   run two nodes and exchange verified frames both ways
+  tsnsim chip serve [flags]
+                       run the chips and cable here and serve each chip's SPI
+                       bus and interrupt line on a socket (run --attach)
   tsnsim regs [flags] read NAME|OFFSET | write NAME|OFFSET VALUE | dump
                        register access on an emulated, served (--attach) or
                        real (--spidev) chip
@@ -55,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCommand(args[1:], stdout, stderr)
+	case "chip":
+		return chipCommand(args[1:], stdout, stderr)
 	case "fault":
 		return faultCommand(args[1:], stdout, stderr)
 	case "regs":

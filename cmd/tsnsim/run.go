@@ -36,6 +36,7 @@ type runOptions struct {
 	txRing int
 	modelOptions
 	faultOptions
+	hardwareOptions
 	stackOptions
 	framesOptions
 	tapOptions
@@ -52,6 +53,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries (1 reproduces the field driver's loss)")
 	o.modelOptions.addFlags(fs)
 	o.faultOptions.addFlags(fs)
+	o.hardwareOptions.addFlags(fs)
 	o.stackOptions.addFlags(fs)
 	o.framesOptions.addFlags(fs)
 	o.tapOptions.addFlags(fs)
@@ -82,6 +84,17 @@ func (o *runOptions) validate() error {
 	}
 	if err := o.faultOptions.validate(); err != nil {
 		return err
+	}
+	if err := o.hardwareOptions.validate(o.backend); err != nil {
+		return err
+	}
+	if len(o.attach) > 0 || o.spidev != "" {
+		if o.faultOptions.anything {
+			return fmt.Errorf("faults act on the emulated chips: give them to tsnsim chip serve, not to run --attach or --spidev")
+		}
+		if o.pcap != "" {
+			return fmt.Errorf("--pcap records the emulated cable: give it to tsnsim chip serve, not to run --attach or --spidev")
+		}
 	}
 	switch o.backend {
 	case backendNetstack:
@@ -242,16 +255,19 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
 			return exitFail
 		}
+		o.trace = trace
 		cfg.Transport = func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
-			return spibridge.NewTraced(bus, cfg.Names[i], trace), nil, nil
+			return o.traced(cfg.Names[i], bus), nil, nil
 		}
 	}
-	switch o.backend {
-	case backendNetstack:
+	switch {
+	case o.single():
+		err = runSingle(&o, cfg, r)
+	case o.backend == backendNetstack:
 		err = runStack(&o, cfg, r)
-	case backendTAP:
+	case o.backend == backendTAP:
 		err = runTAP(&o, cfg, r, log)
-	case backendFrames:
+	case o.backend == backendFrames:
 		err = runFrames(&o, cfg, r)
 	}
 	if err != nil {
@@ -315,5 +331,8 @@ func (o *framesOptions) validate() error {
 // buildTopology builds the two nodes the flags describe: in-process
 // chips, or drivers attached to a chip server.
 func (o *runOptions) buildTopology(cfg topology.Config, receive [2]func([]byte) bool) (*topology.Topology, error) {
+	if len(o.attach) == 2 {
+		return o.attachTopology(cfg, receive)
+	}
 	return topology.New(cfg, receive)
 }
