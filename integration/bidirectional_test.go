@@ -16,11 +16,15 @@ import (
 // both ways at once through the full SPI and link timing model: every
 // frame arrives once, byte-identical, in order, and every counter adds up.
 func TestBidirectionalMixedSizes(t *testing.T) {
+	forEachTransport(t, testBidirectionalMixedSizes)
+}
+
+func testBidirectionalMixedSizes(t *testing.T, transport transportHook) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 3000
 		ss := streams(0)
 		checkers := [2]*traffic.Checker{traffic.NewChecker(ss[1]), traffic.NewChecker(ss[0])}
-		topo := newTopology(t, topology.Config{SPI: spibridge.DefaultTiming()},
+		topo := newTopology(t, topology.Config{SPI: spibridge.DefaultTiming(), Transport: transport},
 			[2]func([]byte) bool{checkers[0].Receive, checkers[1].Receive})
 		ctx := context.Background()
 		if err := topo.Start(ctx); err != nil {

@@ -22,7 +22,7 @@ func stackAddr(i, family int) netip.Addr {
 }
 
 // stackPair starts a topology with an embedded stack on each node.
-func stackPair(tb testing.TB, spi spibridge.Timing) (*topology.Topology, [2]*netstack.Stack) {
+func stackPair(tb testing.TB, spi spibridge.Timing, transport transportHook) (*topology.Topology, [2]*netstack.Stack) {
 	tb.Helper()
 	var stacks [2]*netstack.Stack
 	for i := range 2 {
@@ -33,7 +33,7 @@ func stackPair(tb testing.TB, spi spibridge.Timing) (*topology.Topology, [2]*net
 		}
 		stacks[i] = st
 	}
-	topo := newTopology(tb, topology.Config{SPI: spi, Chip: chip.Config{}},
+	topo := newTopology(tb, topology.Config{SPI: spi, Transport: transport},
 		[2]func([]byte) bool{stacks[0].Receive, stacks[1].Receive})
 	if err := topo.Start(context.Background()); err != nil {
 		tb.Fatal(err)
@@ -66,7 +66,12 @@ func stopStacks(tb testing.TB, topo *topology.Topology, stacks [2]*netstack.Stac
 // accounted for. The bulk part runs with the SPI model off so that it
 // takes seconds, not minutes; the ping part runs on the same link.
 func TestNetstackTraffic(t *testing.T) {
-	topo, stacks := stackPair(t, spibridge.Timing{})
+	t.Run("inprocess", func(t *testing.T) { testNetstackTraffic(t, nil) })
+	t.Run("socket-unix", func(t *testing.T) { testNetstackTraffic(t, socketUnix(t.TempDir())) })
+}
+
+func testNetstackTraffic(t *testing.T, transport transportHook) {
+	topo, stacks := stackPair(t, spibridge.Timing{}, transport)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -132,7 +137,7 @@ func BenchmarkNetstack(b *testing.B) {
 		spi  spibridge.Timing
 	}{{"unthrottled", spibridge.Timing{}}, {"spi15MHz", spibridge.DefaultTiming()}} {
 		b.Run("ping/"+m.name, func(b *testing.B) {
-			topo, stacks := stackPair(b, m.spi)
+			topo, stacks := stackPair(b, m.spi, nil)
 			defer stopStacks(b, topo, stacks)
 			// Resolve and warm up before timing.
 			if r := workload.Ping(stacks[0], stackAddr(1, 0), 5, 56, 0, time.Second); r.Received != r.Sent {
@@ -148,7 +153,7 @@ func BenchmarkNetstack(b *testing.B) {
 			b.ReportMetric(float64(r.Min.Microseconds()), "min-rtt-us")
 		})
 		b.Run("tcp/"+m.name, func(b *testing.B) {
-			topo, stacks := stackPair(b, m.spi)
+			topo, stacks := stackPair(b, m.spi, nil)
 			defer stopStacks(b, topo, stacks)
 			n := int64(b.N) * 64 << 10
 			b.SetBytes(64 << 10)

@@ -25,7 +25,7 @@ type pingResult struct {
 // echo requests every interval and answer the other's requests at once,
 // over the full SPI timing model. Like the field driver, a frame refused
 // with NETDEV_TX_BUSY is lost.
-func pingBothWays(t *testing.T, ring int, spi spibridge.Timing, count int, interval time.Duration, size int) [2]pingResult {
+func pingBothWays(t *testing.T, ring int, spi spibridge.Timing, transport transportHook, count int, interval time.Duration, size int) [2]pingResult {
 	t.Helper()
 	var res [2]pingResult
 	var replies, lost [2]atomic.Uint64
@@ -47,7 +47,7 @@ func pingBothWays(t *testing.T, ring int, spi spibridge.Timing, count int, inter
 			return true
 		}
 	}
-	topo = newTopology(t, topology.Config{SPI: spi, Driver: driver.Config{TxRingSize: ring}},
+	topo = newTopology(t, topology.Config{SPI: spi, Driver: driver.Config{TxRingSize: ring}, Transport: transport},
 		[2]func([]byte) bool{echo(0), echo(1)})
 	ctx := context.Background()
 	if err := topo.Start(ctx); err != nil {
@@ -100,9 +100,13 @@ func pingBothWays(t *testing.T, ring int, spi spibridge.Timing, count int, inter
 // frames to NETDEV_TX_BUSY; with the default 64-entry ring, the same
 // offered load loses none.
 func TestScenario1TxRing(t *testing.T) {
+	forEachTransport(t, testScenario1TxRing)
+}
+
+func testScenario1TxRing(t *testing.T, transport transportHook) {
 	const count, interval, size = 1000, time.Millisecond, 200
 	synctest.Test(t, func(t *testing.T) {
-		r := pingBothWays(t, 1, spibridge.DefaultTiming(), count, interval, size)
+		r := pingBothWays(t, 1, spibridge.DefaultTiming(), transport, count, interval, size)
 		t.Logf("ring 1: %+v", r)
 		for i, n := range r {
 			if n.lost == 0 || n.replies >= count {
@@ -111,7 +115,7 @@ func TestScenario1TxRing(t *testing.T) {
 		}
 	})
 	synctest.Test(t, func(t *testing.T) {
-		r := pingBothWays(t, driver.DefaultTxRingSize, spibridge.DefaultTiming(), count, interval, size)
+		r := pingBothWays(t, driver.DefaultTxRingSize, spibridge.DefaultTiming(), transport, count, interval, size)
 		t.Logf("ring 64: %+v", r)
 		for i, n := range r {
 			if n.lost != 0 || n.requests != count || n.replies != count {

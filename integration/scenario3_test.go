@@ -22,11 +22,15 @@ import (
 // synctest reports a deadlock as a failure, and the test also bounds the
 // emulated time everything takes.
 func TestScenario3RegisterReadsDuringTX(t *testing.T) {
+	forEachTransport(t, testScenario3RegisterReadsDuringTX)
+}
+
+func testScenario3RegisterReadsDuringTX(t *testing.T, transport transportHook) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 1500
 		ss := streams(0)
 		checkers := [2]*traffic.Checker{traffic.NewChecker(ss[1]), traffic.NewChecker(ss[0])}
-		topo := newTopology(t, topology.Config{SPI: spibridge.DefaultTiming()},
+		topo := newTopology(t, topology.Config{SPI: spibridge.DefaultTiming(), Transport: transport},
 			[2]func([]byte) bool{checkers[0].Receive, checkers[1].Receive})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -18,9 +18,13 @@ import (
 // frame_length counts it), and the driver core strips it, so the host
 // stack gets exactly the frame that was sent, of every length.
 func TestScenario4FramesWithoutFCS(t *testing.T) {
+	forEachTransport(t, testScenario4FramesWithoutFCS)
+}
+
+func testScenario4FramesWithoutFCS(t *testing.T, transport transportHook) {
 	synctest.Test(t, func(t *testing.T) {
 		got := make(chan []byte, 16)
-		topo := newTopology(t, topology.Config{SPI: spibridge.DefaultTiming()},
+		topo := newTopology(t, topology.Config{SPI: spibridge.DefaultTiming(), Transport: transport},
 			[2]func([]byte) bool{nil, func(f []byte) bool { got <- bytes.Clone(f); return true }})
 		ctx := context.Background()
 		if err := topo.Start(ctx); err != nil {
