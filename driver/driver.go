@@ -18,11 +18,13 @@
 //     and FS_TOTAL_BACK_PRESSURE_EVENT_CNT; their sum counts every TX
 //     write the chip took or refused for space, and the driver keeps the
 //     sum it expects (mod 2^32) as it writes. After a failed write it reads
-//     them again (each value read twice until two reads agree, retried
-//     with backoff): expected+1 means the chip took the frame (TxPackets,
+//     them again (each value read until one value leads by two reads,
+//     retried with backoff for as long as the bus fails: a chip server
+//     restarting or a stuck bus delays the answer, it does not turn it
+//     into a guess): expected+1 means the chip took the frame (TxPackets,
 //     TxReconciled); expected means it did not, and the write is repeated
 //     after a backoff (TxRetries), MaxTxAttempts writes in all, then
-//     TxErrors; anything else (counters cleared, or unreadable) counts
+//     TxErrors; anything else (counters cleared, or never stable) counts
 //     TxErrors, takes the read sum as the new baseline and is logged. A
 //     write cut short by Stop is reconciled by Stop (taken: TxPackets; not
 //     taken: TxDropped). A write the chip refused for space is lost on the

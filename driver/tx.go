@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"errors"
 	"go.uber.org/zap"
 
 	"tsnsim/chip/proto"
@@ -87,7 +88,7 @@ func (w *worker) sendTx(s txSlot) {
 			return
 		}
 		w.failed("TX write", err)
-		sum, rerr := d.readTxSum(w.ctx, w.bo)
+		sum, rerr := w.readTxSumPatiently()
 		switch {
 		case rerr != nil && w.ctx.Err() != nil:
 			d.limbo = &s
@@ -118,6 +119,24 @@ func (w *worker) sendTx(s txSlot) {
 		if !w.bo.wait(w.ctx) {
 			d.finishTx(s, txDropped)
 			return
+		}
+	}
+}
+
+// readTxSumPatiently reads the TX counter sum after a failed write,
+// retrying with backoff for as long as the bus fails (a chip server
+// restarting, a stuck bus): the write's fate is known only to the chip,
+// so the worker waits to learn it rather than guess. It gives up when the
+// interface goes down (the write is then settled by Stop) or when the
+// counters will not read the same twice.
+func (w *worker) readTxSumPatiently() (uint32, error) {
+	for {
+		sum, err := w.d.readTxSum(w.ctx, w.bo)
+		if err == nil || w.ctx.Err() != nil || errors.Is(err, errUnstable) {
+			return sum, err
+		}
+		if !w.bo.wait(w.ctx) {
+			return 0, w.ctx.Err()
 		}
 	}
 }

@@ -223,4 +223,3 @@ func readMAC(ctx context.Context, d *driver.Driver) (net.HardwareAddr, error) {
 	}
 	return mac, nil
 }
-

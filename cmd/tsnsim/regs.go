@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
@@ -24,6 +25,7 @@ import (
 
 // regsOptions are the flags of tsnsim regs.
 type regsOptions struct {
+	attach    string
 	spidev    string
 	speed     uint32
 	emulated  bool
@@ -56,6 +58,7 @@ Flags:
 func (o *regsOptions) flags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("regs", pflag.ContinueOnError)
 	fs.SortFlags = false
+	fs.StringVar(&o.attach, "attach", "", "talk to a chip served by `tsnsim chip serve` at ADDR: unix:PATH or tcp:HOST:PORT")
 	fs.StringVar(&o.spidev, "spidev", "", "talk to a real chip on this spidev node, such as /dev/spidev0.0 (see docs/bring-up.md)")
 	fs.Uint32Var(&o.speed, "speed", spibridge.DefaultClockHz, "with --spidev: SPI clock in Hz")
 	fs.BoolVar(&o.emulated, "emulated", false, "talk to an emulated chip at its reset state (in-process, default SPI timing)")
@@ -70,11 +73,17 @@ func (o *regsOptions) flags() *pflag.FlagSet {
 // validate checks the flags: exactly one transport, and no flag that the
 // chosen transport would ignore.
 func (o *regsOptions) validate(fs *pflag.FlagSet) error {
+	chosen := 0
+	for _, c := range []bool{o.attach != "", o.spidev != "", o.emulated} {
+		if c {
+			chosen++
+		}
+	}
 	switch {
-	case o.spidev != "" && o.emulated:
-		return errors.New("--spidev and --emulated exclude each other")
-	case o.spidev == "" && !o.emulated:
-		return errors.New("choose the chip: --spidev PATH (real hardware) or --emulated")
+	case chosen > 1:
+		return errors.New("--attach, --spidev and --emulated exclude each other")
+	case chosen == 0:
+		return errors.New("choose the chip: --attach ADDR (a chip server), --spidev PATH (real hardware) or --emulated")
 	case fs.Changed("speed") && o.spidev == "":
 		return errors.New("--speed applies to --spidev only")
 	case o.speed == 0:
@@ -135,6 +144,10 @@ func openRegsTransport(o *regsOptions, log *zap.Logger) (spibridge.Transport, er
 		return s, nil
 	case o.emulated:
 		return newEmulatedChip(log), nil
+	case o.attach != "":
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return spibridge.DialSocket(ctx, o.attach, spibridge.ClientConfig{Logger: log})
 	}
 	return nil, errors.New("no transport chosen")
 }
