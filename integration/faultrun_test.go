@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"tsnsim/chip"
+	"tsnsim/driver"
 	"tsnsim/fault"
 	"tsnsim/spibridge"
 	"tsnsim/spitrace"
@@ -24,6 +25,7 @@ type faultRun struct {
 	interval time.Duration // between frames of one sender (0: as fast as taken)
 	size     int           // frame size (0: mixed)
 	ring     int           // driver TX ring (0: default)
+	xmit     driver.XmitClock
 	trace    *spitrace.Writer
 }
 
@@ -66,6 +68,7 @@ func (r faultRun) run(t *testing.T) faultResult {
 	}
 	cfg := topology.Config{SPI: spibridge.DefaultTiming(), Chip: chip.Config{Epoch: epoch}, Faults: inj}
 	cfg.Driver.TxRingSize = r.ring
+	cfg.Driver.XmitClock = r.xmit
 	if r.trace != nil {
 		cfg.Transport = func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
 			return spibridge.NewTraced(bus, string(rune('a'+i)), r.trace), nil, nil

@@ -31,7 +31,12 @@ func (t *Topology) WriteReport(w io.Writer, elapsed time.Duration) {
 		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.TxBytes, s.TxPackets, s.TxErrors, s.TxDropped,
 			s.TxBusy, s.TxQueued, s.TxOffered)
 		tw.Flush()
-		fmt.Fprintf(w, "    driver: SPI worker errors %d\n", s.SPIErrors)
+		fmt.Fprintf(w, "    driver: SPI worker errors %d; TX retries %d, reconciled %d; RX orphans %d, retries %d, poll recoveries %d\n",
+			s.SPIErrors, s.TxRetries, s.TxReconciled, s.RxOrphans, s.RxRetries, s.RxPollRecoveries)
+		if s.XmitClockReads > 0 {
+			fmt.Fprintf(w, "    driver: SYSCOUNT reads in transmit %d, failed %d, bus wait total %v, max %v\n",
+				s.XmitClockReads, s.XmitClockErrors, s.XmitClockWait.Round(time.Microsecond), s.XmitClockMaxWait.Round(time.Microsecond))
+		}
 		if n.Chip != nil {
 			WriteChipReport(w, n.Chip, n.Bus, elapsed)
 			continue

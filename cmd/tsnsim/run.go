@@ -33,7 +33,8 @@ type runOptions struct {
 	pcap     string
 	spiTrace string
 
-	txRing int
+	txRing    int
+	xmitClock string
 	modelOptions
 	faultOptions
 	hardwareOptions
@@ -51,6 +52,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.StringVar(&o.pcap, "pcap", "", "write every frame on the virtual cable to this pcap file (emulated timestamps)")
 	fs.StringVar(&o.spiTrace, "spi-trace", "", "write every SPI transaction of both nodes to this file, one JSON line each (summarise it with tsnsim trace FILE)")
 	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries (1 reproduces the field driver's loss)")
+	fs.StringVar(&o.xmitClock, "xmit-clock", "none", "none: the driver core never touches SPI when transmitting (its design); spi: read SYSCOUNT over the shared bus in every transmit, like the field driver (chip.md section 6, scenario 2)")
 	o.modelOptions.addFlags(fs)
 	o.faultOptions.addFlags(fs)
 	o.hardwareOptions.addFlags(fs)
@@ -78,6 +80,8 @@ func (o *runOptions) validate() error {
 		return fmt.Errorf("--backend %q: want %s, %s or %s", o.backend, backendNetstack, backendTAP, backendFrames)
 	case o.txRing < 1:
 		return fmt.Errorf("--tx-ring %d: want at least 1", o.txRing)
+	case o.xmitClock != "none" && o.xmitClock != "spi":
+		return fmt.Errorf("--xmit-clock %q: want none or spi", o.xmitClock)
 	}
 	if err := o.modelOptions.validate(); err != nil {
 		return err
@@ -234,6 +238,9 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	r := &outcome{out: stdout}
 	cfg := o.topologyConfig(log, capture).WithDefaults()
 	cfg.Driver = driver.Config{TxRingSize: o.txRing}
+	if o.xmitClock == "spi" {
+		cfg.Driver.XmitClock = driver.XmitClockSPI
+	}
 	inj, err := o.injector(cfg.Chip.Epoch, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
