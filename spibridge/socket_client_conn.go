@@ -334,10 +334,11 @@ func (cc *clientConn) timedOut(cl *call) error {
 		cl.timeout+cc.cl.cfg.Grace, cl.timeout, cc.cl.cfg.Grace, syscall.ETIMEDOUT)
 }
 
-// lead reads results, holding the read token, until cl is resolved. It
-// returns an error only when the caller gives up with the stream intact
-// (its deadline or its context, at a message boundary); any other
-// failure kills the connection, which resolves cl.
+// lead reads results, holding the read token, until cl is resolved (nil:
+// the caller then takes the result's signal, which a dying connection
+// sends too). It returns an error only when the caller gives up with the
+// stream intact (its deadline or its context, at a message boundary); any
+// other failure kills the connection, which resolves cl.
 func (cc *clientConn) lead(ctx context.Context, cl *call) error {
 	if ctx.Done() != nil {
 		cc.lmu.Lock()
@@ -388,7 +389,8 @@ func (cc *clientConn) lead(ctx context.Context, cl *call) error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			errno = syscall.ETIMEDOUT
 		}
-		cc.kill(err, errno)
+		cc.kill(err, errno) // resolves cl, now or as kill finishes elsewhere
+		return nil
 	}
 }
 
