@@ -72,6 +72,7 @@ func (c *ClientConfig) setDefaults() {
 type ClientStats struct {
 	Connected bool   // a connection is up now
 	Server    string // chip name from the last server hello
+	Timing    Timing // the server's bus timing from the last server hello
 	Transfers uint64 // transfers completed
 	// Errors counts failed transfers by the errno their error wraps
 	// (EIO for the rare error that wraps none).
@@ -171,6 +172,7 @@ func (c *SocketClient) install(cc *clientConn) bool {
 	}
 	c.cur.Store(cc)
 	c.stats.Server = cc.w.name
+	c.stats.Timing = cc.w.timing
 	return true
 }
 

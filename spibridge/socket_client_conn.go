@@ -262,6 +262,8 @@ func lostErr(n int, cause error, errno syscall.Errno) error {
 // kills the whole connection (the server went away).
 func (cc *clientConn) interruptLoop() {
 	defer cc.cl.readers.Done()
+	cc.log.Debug("interrupt reader started")
+	defer cc.log.Debug("interrupt reader stopped")
 	err := cc.readInterrupts()
 	if err == io.EOF {
 		err = fmt.Errorf("server closed the connection: %w", err)

@@ -276,6 +276,8 @@ func (sc *serverConn) transfer(sl *slot) {
 // irqWriter sends an interrupt message for each (coalesced) edge.
 func (sc *serverConn) irqWriter() {
 	defer close(sc.irqDone)
+	sc.log.Debug("interrupt writer started")
+	defer sc.log.Debug("interrupt writer stopped")
 	var msg [frameHeaderLen]byte
 	putHeader(msg[:], msgIRQ, 0)
 	for {
