@@ -189,7 +189,7 @@ func (c *SocketClient) lost(cc *clientConn, cause error) {
 	}
 	c.stats.Disconnects++
 	c.log.Warn("connection lost", zap.Error(cause))
-	signal(c.down)
+	socketSignal(c.down)
 }
 
 // reconnectLoop reconnects after each lost connection, with exponential
@@ -216,7 +216,7 @@ func (c *SocketClient) reconnectLoop() {
 				c.stats.Reconnects++
 				c.mu.Unlock()
 				c.log.Info("reconnected", zap.String("chip", cc.w.name))
-				signal(c.irq) // the driver re-checks the chip: edges may have been lost
+				socketSignal(c.irq) // the driver re-checks the chip: edges may have been lost
 				break
 			}
 			if c.ctx.Err() != nil {
@@ -226,7 +226,7 @@ func (c *SocketClient) reconnectLoop() {
 			c.stats.DialFailures++
 			c.mu.Unlock()
 			c.log.Debug("reconnect failed", zap.Error(err), zap.Duration("backoff", backoff))
-			if !sleepCtx(c.ctx, backoff) {
+			if !socketSleep(c.ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, c.cfg.BackoffMax)

@@ -75,7 +75,7 @@ func (cc *clientConn) transfer(ctx context.Context, tx, rx []byte) error {
 // await waits for the call's result, reading results itself whenever
 // nobody else does. Its timer is armed only if it has to wait as a
 // follower.
-func (cc *clientConn) await(ctx context.Context, cl *call, rx []byte) error {
+func (cc *clientConn) await(ctx context.Context, cl *sockCall, rx []byte) error {
 	armed := false
 	var gaveUp error
 	select {
@@ -113,7 +113,7 @@ func (cc *clientConn) await(ctx context.Context, cl *call, rx []byte) error {
 
 // leadTurn reads results with the read token just taken, until cl is
 // resolved (then it takes the result's signal) or the caller gives up.
-func (cc *clientConn) leadTurn(ctx context.Context, cl *call) error {
+func (cc *clientConn) leadTurn(ctx context.Context, cl *sockCall) error {
 	err := cc.lead(ctx, cl)
 	<-cc.rtok
 	if err == nil {
@@ -122,7 +122,7 @@ func (cc *clientConn) leadTurn(ctx context.Context, cl *call) error {
 	return err
 }
 
-func (cc *clientConn) timedOut(cl *call) error {
+func (cc *clientConn) timedOut(cl *sockCall) error {
 	return fmt.Errorf("spibridge: socket: no result within %v (bus timeout %v + grace %v); dropping the connection: %w",
 		cl.timeout+cc.cl.cfg.Grace, cl.timeout, cc.cl.cfg.Grace, syscall.ETIMEDOUT)
 }
@@ -132,7 +132,7 @@ func (cc *clientConn) timedOut(cl *call) error {
 // sends too). It returns an error only when the caller gives up with the
 // stream intact (its deadline or its context, at a message boundary); any
 // other failure kills the connection, which resolves cl.
-func (cc *clientConn) lead(ctx context.Context, cl *call) error {
+func (cc *clientConn) lead(ctx context.Context, cl *sockCall) error {
 	if ctx.Done() != nil {
 		cc.lmu.Lock()
 		cc.leader = cl
@@ -140,7 +140,7 @@ func (cc *clientConn) lead(ctx context.Context, cl *call) error {
 		stop := context.AfterFunc(ctx, func() {
 			cc.lmu.Lock()
 			if cc.leader == cl {
-				cc.nc.SetReadDeadline(aLongTimeAgo) // interrupt the read
+				cc.nc.SetReadDeadline(socketPast) // interrupt the read
 				cc.rdl = time.Time{}
 			}
 			cc.lmu.Unlock()
@@ -190,7 +190,7 @@ func (cc *clientConn) lead(ctx context.Context, cl *call) error {
 // keepReadDeadline keeps the read deadline between half the window and
 // the window ahead (so a lone caller rarely touches it), and never after
 // the leader's own deadline.
-func (cc *clientConn) keepReadDeadline(cl *call) {
+func (cc *clientConn) keepReadDeadline(cl *sockCall) {
 	cc.lmu.Lock()
 	defer cc.lmu.Unlock()
 	now := time.Now()
@@ -207,7 +207,7 @@ func (cc *clientConn) keepReadDeadline(cl *call) {
 }
 
 // result is the outcome of a resolved call; an OK result fills rx.
-func (cl *call) result(rx []byte) error {
+func (cl *sockCall) result(rx []byte) error {
 	switch {
 	case cl.err != nil:
 		return cl.err
@@ -231,7 +231,7 @@ func (e *remoteError) Unwrap() error { return e.errno }
 
 // acquire takes a call: a slot of the in-flight bound, waiting at most
 // timeout (as a transfer waits for the bus).
-func (cc *clientConn) acquire(ctx context.Context, timeout time.Duration) (*call, error) {
+func (cc *clientConn) acquire(ctx context.Context, timeout time.Duration) (*sockCall, error) {
 	select {
 	case cl := <-cc.free:
 		return cl, nil
@@ -253,7 +253,7 @@ func (cc *clientConn) acquire(ctx context.Context, timeout time.Duration) (*call
 
 // abandon withdraws a call whose caller gives up. It reports true if the
 // call was resolved meanwhile: its result is then there to take.
-func (cc *clientConn) abandon(cl *call) bool {
+func (cc *clientConn) abandon(cl *sockCall) bool {
 	cc.mu.Lock()
 	switch cl.state {
 	case callPending:
@@ -275,7 +275,7 @@ func (cc *clientConn) abandon(cl *call) bool {
 
 // resolve hands a claimed call back to its caller, or frees it if the
 // caller has left.
-func (cc *clientConn) resolve(cl *call) {
+func (cc *clientConn) resolve(cl *sockCall) {
 	cc.mu.Lock()
 	if cl.abandoned {
 		cl.abandoned = false
@@ -302,7 +302,7 @@ func (cc *clientConn) readOne() error {
 	}
 	switch typ {
 	case msgResult:
-		var claimed *call
+		var claimed *sockCall
 		if err := cc.readResult(n, &claimed); err != nil {
 			if claimed != nil {
 				claimed.err = lostErr(claimed.n, err, syscall.ECONNRESET)
@@ -312,7 +312,7 @@ func (cc *clientConn) readOne() error {
 		}
 		return nil
 	case msgIRQ:
-		signal(cc.cl.irq)
+		socketSignal(cc.cl.irq)
 		cc.cl.interrupts.Add(1)
 		return nil
 	case msgError:
@@ -333,7 +333,7 @@ func (cc *clientConn) serverError(br *bufio.Reader, n int) error {
 
 // readResult reads a result of body length n into the call it answers.
 // A result for no pending call (its caller gave up) is skipped.
-func (cc *clientConn) readResult(n int, claimed **call) error {
+func (cc *clientConn) readResult(n int, claimed **sockCall) error {
 	h := cc.rh[:]
 	if err := readBody(cc.br, h); err != nil {
 		return err

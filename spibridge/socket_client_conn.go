@@ -33,22 +33,22 @@ type clientConn struct {
 	br  *bufio.Reader
 	inc net.Conn // interrupts; nil with NoInterrupts
 	ibr *bufio.Reader
-	w   welcome
+	w   serverHello
 	log *zap.Logger
 
 	wmu  sync.Mutex
-	wdl  time.Time     // write deadline set on nc
-	wwin time.Duration // the shortest wait for a result: timeout of 1 byte + grace
-	free chan *call    // the in-flight bound: a call is taken per transfer
+	wdl  time.Time      // write deadline set on nc
+	wwin time.Duration  // the shortest wait for a result: timeout of 1 byte + grace
+	free chan *sockCall // the in-flight bound: a call is taken per transfer
 
 	rtok chan struct{} // holding it (a send) is the right to read nc
 	rdl  time.Time     // read deadline set on nc, under rtok
 
 	lmu    sync.Mutex // guards leader against a late context callback
-	leader *call
+	leader *sockCall
 
 	mu      sync.Mutex
-	pending map[uint32]*call
+	pending map[uint32]*sockCall
 	nextID  uint32
 	dead    bool
 	deadCh  chan struct{} // closed when the connection dies
@@ -68,11 +68,11 @@ const (
 	callDone                     // resolved: done holds a value
 )
 
-// call is one transfer in flight. Its buffers grow to the transfer's
+// sockCall is one transfer in flight. Its buffers grow to the transfer's
 // size, never beyond the protocol's limit; they belong to the call, so a
 // result that arrives after the caller gave up never touches the
 // caller's rx.
-type call struct {
+type sockCall struct {
 	id        uint32
 	n         int
 	timeout   time.Duration // the server's bus timeout for this length
@@ -89,8 +89,8 @@ type call struct {
 	timer     *time.Timer // armed only while the caller waits as a follower
 }
 
-// aLongTimeAgo is a deadline in the past: it interrupts a blocked read.
-var aLongTimeAgo = time.Unix(1, 0)
+// socketPast is a deadline in the past: it interrupts a blocked read.
+var socketPast = time.Unix(1, 0)
 
 // connect dials the request connection and, if the client wants
 // interrupts, the interrupt connection, exchanging hellos on each.
@@ -106,7 +106,7 @@ func (c *SocketClient) connect(ctx context.Context) (*clientConn, error) {
 		ibr *bufio.Reader
 	)
 	if !c.cfg.NoInterrupts {
-		var iw welcome
+		var iw serverHello
 		inc, ibr, iw, err = c.open(dctx, flagInterrupts)
 		switch {
 		case err != nil:
@@ -128,15 +128,15 @@ func (c *SocketClient) connect(ctx context.Context) (*clientConn, error) {
 		cl: c, nc: nc, br: br, inc: inc, ibr: ibr, w: w,
 		log:     c.log.With(zap.String("chip", w.name)),
 		wwin:    w.timing.TimeoutFor(1) + c.cfg.Grace,
-		free:    make(chan *call, bound),
+		free:    make(chan *sockCall, bound),
 		rtok:    make(chan struct{}, 1),
-		pending: make(map[uint32]*call, bound),
+		pending: make(map[uint32]*sockCall, bound),
 		deadCh:  make(chan struct{}),
 	}
 	for range bound {
 		t := time.NewTimer(time.Hour)
 		t.Stop()
-		cc.free <- &call{done: make(chan struct{}, 1), timer: t}
+		cc.free <- &sockCall{done: make(chan struct{}, 1), timer: t}
 	}
 	if inc != nil {
 		c.readers.Add(1)
@@ -148,28 +148,28 @@ func (c *SocketClient) connect(ctx context.Context) (*clientConn, error) {
 }
 
 // open dials one connection and exchanges hellos.
-func (c *SocketClient) open(ctx context.Context, flags uint16) (net.Conn, *bufio.Reader, welcome, error) {
+func (c *SocketClient) open(ctx context.Context, flags uint16) (net.Conn, *bufio.Reader, serverHello, error) {
 	nc, err := c.dial(ctx)
 	if err != nil {
-		return nil, nil, welcome{}, fmt.Errorf("spibridge: socket: connect: %w", err)
+		return nil, nil, serverHello{}, fmt.Errorf("spibridge: socket: connect: %w", err)
 	}
 	br, w, err := handshake(ctx, nc, flags)
 	if err != nil {
 		nc.Close()
-		return nil, nil, welcome{}, err
+		return nil, nil, serverHello{}, err
 	}
 	return nc, br, w, nil
 }
 
 // handshake sends the client hello and reads the server's.
-func handshake(ctx context.Context, nc net.Conn, flags uint16) (*bufio.Reader, welcome, error) {
+func handshake(ctx context.Context, nc net.Conn, flags uint16) (*bufio.Reader, serverHello, error) {
 	if d, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(d)
 	}
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(socketPast) })
 	defer stop()
 	if _, err := nc.Write(appendHello(nil, flags)); err != nil {
-		return nil, welcome{}, fmt.Errorf("spibridge: socket: sending the hello: %w", timeoutErrno(err))
+		return nil, serverHello{}, fmt.Errorf("spibridge: socket: sending the hello: %w", timeoutErrno(err))
 	}
 	br := bufio.NewReaderSize(nc, frameHeaderLen+resultHdrLen+SocketMaxTransfer)
 	var hdr [frameHeaderLen]byte
@@ -178,25 +178,25 @@ func handshake(ctx context.Context, nc net.Conn, flags uint16) (*bufio.Reader, w
 		err = fmt.Errorf("spibridge: socket: server closed the connection before its hello: %w", syscall.ECONNRESET)
 	}
 	if err != nil {
-		return nil, welcome{}, helloErr(err)
+		return nil, serverHello{}, helloErr(err)
 	}
 	if typ != msgWelcome && typ != msgError {
-		return nil, welcome{}, protoErr(reasonUnexpected, "server's first message of type 0x%02x, want its hello", uint8(typ))
+		return nil, serverHello{}, protoErr(reasonUnexpected, "server's first message of type 0x%02x, want its hello", uint8(typ))
 	}
 	var body [max(welcomeMaxLen, errorMinLen+SocketMaxText)]byte
 	if err := readBody(br, body[:n]); err != nil {
-		return nil, welcome{}, helloErr(err)
+		return nil, serverHello{}, helloErr(err)
 	}
 	if typ == msgError {
-		return nil, welcome{}, fmt.Errorf("spibridge: socket: server refused the connection: %s: %s: %w",
+		return nil, serverHello{}, fmt.Errorf("spibridge: socket: server refused the connection: %s: %s: %w",
 			closeReason(body[0]), body[1:n], syscall.ECONNREFUSED)
 	}
 	w, err := parseWelcome(body[:n])
 	if err != nil {
-		return nil, welcome{}, err
+		return nil, serverHello{}, err
 	}
 	if err := nc.SetDeadline(time.Time{}); err != nil {
-		return nil, welcome{}, fmt.Errorf("spibridge: socket: %w", err)
+		return nil, serverHello{}, fmt.Errorf("spibridge: socket: %w", err)
 	}
 	return br, w, nil
 }
@@ -228,7 +228,7 @@ func (cc *clientConn) kill(cause error, errno syscall.Errno) {
 	}
 	cc.dead = true
 	close(cc.deadCh)
-	calls := make([]*call, 0, len(cc.pending))
+	calls := make([]*sockCall, 0, len(cc.pending))
 	for id, cl := range cc.pending {
 		delete(cc.pending, id)
 		cl.state = callClaimed
@@ -279,7 +279,7 @@ func (cc *clientConn) readInterrupts() error {
 		}
 		switch typ {
 		case msgIRQ:
-			signal(cc.cl.irq)
+			socketSignal(cc.cl.irq)
 			cc.cl.interrupts.Add(1)
 		case msgError:
 			return cc.serverError(cc.ibr, n)

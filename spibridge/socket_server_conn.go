@@ -29,9 +29,9 @@ type serverConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	bound    int32        // in-flight bound of this connection
-	inflight atomic.Int32 // requests read and not yet answered
-	free     chan *slot   // 2*bound slots: bound in flight, bound writing
+	bound    int32          // in-flight bound of this connection
+	inflight atomic.Int32   // requests read and not yet answered
+	free     chan *sockSlot // 2*bound slots: bound in flight, bound writing
 	workers  sync.WaitGroup
 
 	readErr chan error // why reading stopped: sent once by the reading role
@@ -59,10 +59,10 @@ type serverConn struct {
 	wfail   atomic.Value // error: the write failure that ended the connection
 }
 
-// slot holds one request in flight: its MOSI, and the result message whose
+// sockSlot holds one request in flight: its MOSI, and the result message whose
 // MISO part the transport fills in place. Buffers grow to the request's
 // size, never beyond the protocol's limit.
-type slot struct {
+type sockSlot struct {
 	id  uint32
 	n   int
 	tx  []byte
@@ -77,15 +77,15 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 	sc := &serverConn{
 		srv: s, nc: nc,
 		br:      bufio.NewReaderSize(nc, frameHeaderLen+transferHdrLen+SocketMaxTransfer),
-		log:     s.log.With(zap.String("remote", remote(nc))),
+		log:     s.log.With(zap.String("remote", socketPeer(nc))),
 		bound:   int32(bound),
-		free:    make(chan *slot, 2*bound),
+		free:    make(chan *sockSlot, 2*bound),
 		irq:     make(chan struct{}, 1),
 		readErr: make(chan error, 1),
 		replyB:  make([]byte, 0, resultPrefix+SocketMaxText),
 	}
 	for range 2 * bound {
-		sc.free <- &slot{}
+		sc.free <- &sockSlot{}
 	}
 	return sc
 }
@@ -159,7 +159,7 @@ func (sc *serverConn) handshake() error {
 		return err
 	}
 	sc.nc.SetReadDeadline(time.Time{})
-	w := welcome{timing: s.timing, maxTransfer: SocketMaxTransfer, maxInFlight: int(sc.bound), name: s.cfg.Name}
+	w := serverHello{timing: s.timing, maxTransfer: SocketMaxTransfer, maxInFlight: int(sc.bound), name: s.cfg.Name}
 	wantIRQ := h.flags&flagInterrupts != 0
 	if wantIRQ {
 		w.flags |= flagInterrupts
@@ -190,7 +190,7 @@ func (sc *serverConn) readRole() {
 		if err == nil && typ != msgTransfer {
 			err = protoErr(reasonUnexpected, "message type 0x%02x after the hello", uint8(typ))
 		}
-		var sl *slot
+		var sl *sockSlot
 		if err == nil {
 			sl, err = sc.request(n)
 		}
@@ -217,13 +217,13 @@ func (sc *serverConn) readRole() {
 // request reads the body of a transfer request of n bytes into a slot,
 // or answers EBUSY (nil slot) when the connection is over its in-flight
 // bound.
-func (sc *serverConn) request(n int) (*slot, error) {
+func (sc *serverConn) request(n int) (*sockSlot, error) {
 	m := n - transferHdrLen
 	if err := readBody(sc.br, sc.idb[:]); err != nil {
 		return nil, err
 	}
 	id := binary.BigEndian.Uint32(sc.idb[:])
-	var sl *slot
+	var sl *sockSlot
 	if sc.inflight.Load() < sc.bound {
 		select {
 		case sl = <-sc.free:
@@ -255,7 +255,7 @@ func (sc *serverConn) request(n int) (*slot, error) {
 var errBusy = errors.New("spibridge: socket server: too many requests in flight on this connection")
 
 // transfer runs one request through the transport and writes its result.
-func (sc *serverConn) transfer(sl *slot) {
+func (sc *serverConn) transfer(sl *sockSlot) {
 	s := sc.srv
 	err := s.tr.Transfer(sc.ctx, sl.tx[:sl.n], sl.out[resultPrefix:resultPrefix+sl.n])
 	msg := sl.out[:resultPrefix+sl.n]

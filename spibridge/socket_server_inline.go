@@ -23,7 +23,7 @@ const (
 // (a device or wrapper that stalls, a bus held elsewhere), so later
 // requests still reach the bus. It reports whether this goroutine still
 // has the role.
-func (sc *serverConn) runInline(sl *slot) bool {
+func (sc *serverConn) runInline(sl *sockSlot) bool {
 	seq := sc.inlineSeq.Add(1)
 	sc.role.Store(seq<<2 | roleInline)
 	if !sc.wdArmed.Load() && sc.wdArmed.CompareAndSwap(false, true) {

@@ -70,15 +70,15 @@ func TestSocketUnixRegisterRead(t *testing.T) {
 		proto.RegRead(regs.TSNSystemInfo), proto.RegRead(regs.TSNSystemControl + 4),
 		proto.RegRead(regs.TSNTxControl + 4), proto.RegRead(0x0FF0), proto.RxMetaRead(),
 	} {
-		remote, local := make([]byte, len(mosi)), make([]byte, len(mosi))
-		if err := cl.Transfer(ctx, mosi, remote); err != nil {
+		socketPeer, local := make([]byte, len(mosi)), make([]byte, len(mosi))
+		if err := cl.Transfer(ctx, mosi, socketPeer); err != nil {
 			t.Fatal(err)
 		}
 		if err := bus.Transfer(ctx, mosi, local); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(remote, local) {
-			t.Errorf("% x: MISO over the socket % x, in-process % x", mosi, remote, local)
+		if !bytes.Equal(socketPeer, local) {
+			t.Errorf("% x: MISO over the socket % x, in-process % x", mosi, socketPeer, local)
 		}
 	}
 	miso := make([]byte, 8)
