@@ -72,6 +72,7 @@ func (c *ClientConfig) setDefaults() {
 type ClientStats struct {
 	Connected bool   // a connection is up now
 	Server    string // chip name from the last server hello
+	Timing    Timing // the server's bus timing from the last server hello
 	Transfers uint64 // transfers completed
 	// Errors counts failed transfers by the errno their error wraps
 	// (EIO for the rare error that wraps none).
@@ -171,6 +172,7 @@ func (c *SocketClient) install(cc *clientConn) bool {
 	}
 	c.cur.Store(cc)
 	c.stats.Server = cc.w.name
+	c.stats.Timing = cc.w.timing
 	return true
 }
 
@@ -187,7 +189,7 @@ func (c *SocketClient) lost(cc *clientConn, cause error) {
 	}
 	c.stats.Disconnects++
 	c.log.Warn("connection lost", zap.Error(cause))
-	signal(c.down)
+	socketSignal(c.down)
 }
 
 // reconnectLoop reconnects after each lost connection, with exponential
@@ -214,7 +216,7 @@ func (c *SocketClient) reconnectLoop() {
 				c.stats.Reconnects++
 				c.mu.Unlock()
 				c.log.Info("reconnected", zap.String("chip", cc.w.name))
-				signal(c.irq) // the driver re-checks the chip: edges may have been lost
+				socketSignal(c.irq) // the driver re-checks the chip: edges may have been lost
 				break
 			}
 			if c.ctx.Err() != nil {
@@ -224,7 +226,7 @@ func (c *SocketClient) reconnectLoop() {
 			c.stats.DialFailures++
 			c.mu.Unlock()
 			c.log.Debug("reconnect failed", zap.Error(err), zap.Duration("backoff", backoff))
-			if !sleepCtx(c.ctx, backoff) {
+			if !socketSleep(c.ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, c.cfg.BackoffMax)

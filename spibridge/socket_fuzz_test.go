@@ -25,7 +25,7 @@ const maxDecodeAllocs = 16
 // into body, a buffer of the largest body of that direction, until the
 // first error. It is the decoding of the server's reader (fromClient) and
 // the client's reader (fromServer), without the connection around it.
-func decodeStream(br *bufio.Reader, hdr *[frameHeaderLen]byte, body []byte, dir direction) (msgs int, err error) {
+func decodeStream(br *bufio.Reader, hdr *[frameHeaderLen]byte, body []byte, dir msgDirection) (msgs int, err error) {
 	for {
 		typ, n, err := readHeader(br, hdr, dir)
 		if err != nil {
@@ -53,7 +53,7 @@ func decodeStream(br *bufio.Reader, hdr *[frameHeaderLen]byte, body []byte, dir 
 
 // checkDecode decodes data both ways round: no panic, buffers never
 // beyond their bound, bounded allocations.
-func checkDecode(t *testing.T, data []byte, dir direction, maxBody int) {
+func checkDecode(t *testing.T, data []byte, dir msgDirection, maxBody int) {
 	body := make([]byte, maxBody)
 	var hdr [frameHeaderLen]byte
 	rd := bytes.NewReader(data)

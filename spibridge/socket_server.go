@@ -83,8 +83,8 @@ type ServerStats struct {
 	Interrupts uint64 // interrupt messages sent, all connections
 }
 
-// timed is a transport that knows its bus timing (*InProcess).
-type timed interface{ Timing() Timing }
+// timedTransport is a transport that knows its bus timing (*InProcess).
+type timedTransport interface{ Timing() Timing }
 
 // Server serves one chip's SPI bus and interrupt line to socket clients.
 // Every request of every connection goes through the one Transport, so
@@ -120,7 +120,7 @@ var errServerClosed = fmt.Errorf("spibridge: socket server closed: %w", net.ErrC
 func NewServer(tr Transport, cfg ServerConfig) *Server {
 	cfg.setDefaults()
 	t := cfg.Timing
-	if tt, ok := tr.(timed); ok {
+	if tt, ok := tr.(timedTransport); ok {
 		t = tt.Timing()
 	}
 	return &Server{
@@ -177,7 +177,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				return fmt.Errorf("spibridge: socket server: listener closed under it: %w", err)
 			}
 			log.Warn("accept failed, retrying", zap.Error(err), zap.Duration("backoff", backoff))
-			if !sleepCtx(sctx, backoff) {
+			if !socketSleep(sctx, backoff) {
 				return nil
 			}
 			backoff = min(2*backoff, acceptBackoffMax)
@@ -188,8 +188,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// sleepCtx waits d; false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// socketSleep waits d; false if ctx ended first.
+func socketSleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -254,7 +254,7 @@ func (s *Server) admit(ctx context.Context, nc net.Conn) (*serverConn, error) {
 func (s *Server) refuse(nc net.Conn) error {
 	defer nc.Close()
 	err := protoErr(reasonTooManyConns, "%d connections served already", s.cfg.MaxConns)
-	s.log.Warn("connection refused", zap.String("remote", remote(nc)), zap.String("reason", err.Reason))
+	s.log.Warn("connection refused", zap.String("remote", socketPeer(nc)), zap.String("reason", err.Reason))
 	wait := min(s.cfg.HelloTimeout, s.cfg.WriteTimeout, time.Second)
 	nc.SetDeadline(time.Now().Add(wait))
 	br := bufio.NewReaderSize(nc, 64)
@@ -266,9 +266,9 @@ func (s *Server) refuse(nc net.Conn) error {
 	return err
 }
 
-// remote is a connection's peer address for logs ("-" when the peer is
+// socketPeer is a connection's peer address for logs ("-" when the peer is
 // an unnamed Unix socket).
-func remote(nc net.Conn) string {
+func socketPeer(nc net.Conn) string {
 	if a := nc.RemoteAddr(); a != nil && a.String() != "" {
 		return a.String()
 	}

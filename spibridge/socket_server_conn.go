@@ -29,9 +29,9 @@ type serverConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	bound    int32        // in-flight bound of this connection
-	inflight atomic.Int32 // requests read and not yet answered
-	free     chan *slot   // 2*bound slots: bound in flight, bound writing
+	bound    int32          // in-flight bound of this connection
+	inflight atomic.Int32   // requests read and not yet answered
+	free     chan *sockSlot // 2*bound slots: bound in flight, bound writing
 	workers  sync.WaitGroup
 
 	readErr chan error // why reading stopped: sent once by the reading role
@@ -59,10 +59,10 @@ type serverConn struct {
 	wfail   atomic.Value // error: the write failure that ended the connection
 }
 
-// slot holds one request in flight: its MOSI, and the result message whose
+// sockSlot holds one request in flight: its MOSI, and the result message whose
 // MISO part the transport fills in place. Buffers grow to the request's
 // size, never beyond the protocol's limit.
-type slot struct {
+type sockSlot struct {
 	id  uint32
 	n   int
 	tx  []byte
@@ -77,15 +77,15 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 	sc := &serverConn{
 		srv: s, nc: nc,
 		br:      bufio.NewReaderSize(nc, frameHeaderLen+transferHdrLen+SocketMaxTransfer),
-		log:     s.log.With(zap.String("remote", remote(nc))),
+		log:     s.log.With(zap.String("remote", socketPeer(nc))),
 		bound:   int32(bound),
-		free:    make(chan *slot, 2*bound),
+		free:    make(chan *sockSlot, 2*bound),
 		irq:     make(chan struct{}, 1),
 		readErr: make(chan error, 1),
 		replyB:  make([]byte, 0, resultPrefix+SocketMaxText),
 	}
 	for range 2 * bound {
-		sc.free <- &slot{}
+		sc.free <- &sockSlot{}
 	}
 	return sc
 }
@@ -159,7 +159,7 @@ func (sc *serverConn) handshake() error {
 		return err
 	}
 	sc.nc.SetReadDeadline(time.Time{})
-	w := welcome{timing: s.timing, maxTransfer: SocketMaxTransfer, maxInFlight: int(sc.bound), name: s.cfg.Name}
+	w := serverHello{timing: s.timing, maxTransfer: SocketMaxTransfer, maxInFlight: int(sc.bound), name: s.cfg.Name}
 	wantIRQ := h.flags&flagInterrupts != 0
 	if wantIRQ {
 		w.flags |= flagInterrupts
@@ -190,7 +190,7 @@ func (sc *serverConn) readRole() {
 		if err == nil && typ != msgTransfer {
 			err = protoErr(reasonUnexpected, "message type 0x%02x after the hello", uint8(typ))
 		}
-		var sl *slot
+		var sl *sockSlot
 		if err == nil {
 			sl, err = sc.request(n)
 		}
@@ -214,89 +214,16 @@ func (sc *serverConn) readRole() {
 	}
 }
 
-// inlineTakeover is the watchdog's period: a request run by the reading
-// goroutine itself (unthrottled bus) that is still running after one to
-// two periods has the reading role taken from it.
-const inlineTakeover = time.Millisecond
-
-// Reading-role states of an unthrottled connection: the low bits of role,
-// above them the sequence number of the request run inline.
-const (
-	roleReading  uint64 = iota // the reading goroutine is reading
-	roleInline                 // it is running a request itself
-	roleHandedOn               // the watchdog gave the role to a new goroutine
-	roleMask     uint64 = 3
-)
-
-// runInline runs a request in the reading goroutine: no hand-off, the
-// cheap path when transfers take no modelled time. A watchdog ticking
-// while the connection is busy (never a timer per request: arming one
-// wakes the scheduler) passes the reading role on if the request blocks
-// (a device or wrapper that stalls, a bus held elsewhere), so later
-// requests still reach the bus. It reports whether this goroutine still
-// has the role.
-func (sc *serverConn) runInline(sl *slot) bool {
-	seq := sc.inlineSeq.Add(1)
-	sc.role.Store(seq<<2 | roleInline)
-	if !sc.wdArmed.Load() && sc.wdArmed.CompareAndSwap(false, true) {
-		sc.watchdog.Reset(inlineTakeover)
-	}
-	sc.transfer(sl)
-	return sc.role.CompareAndSwap(seq<<2|roleInline, seq<<2|roleReading)
-}
-
-// tick is the watchdog. It takes the reading role from a request that
-// has been running inline since the last tick, keeps ticking while the
-// connection is busy and stops when it is idle.
-func (sc *serverConn) tick() {
-	sc.wdMu.Lock()
-	if sc.wdStopped {
-		sc.wdMu.Unlock()
-		return
-	}
-	r := sc.role.Load()
-	seen := sc.wdSeen
-	sc.wdSeen = r >> 2
-	if r&roleMask == roleInline && r>>2 == seen && sc.role.CompareAndSwap(r, r&^roleMask|roleHandedOn) {
-		sc.workers.Add(1)
-		sc.watchdog.Reset(inlineTakeover)
-		sc.wdMu.Unlock()
-		sc.log.Debug("request stuck in the reading goroutine: passing the reading role on")
-		sc.readRole()
-		return
-	}
-	defer sc.wdMu.Unlock()
-	if r&roleMask == roleInline || r>>2 != seen {
-		sc.watchdog.Reset(inlineTakeover) // busy
-		return
-	}
-	sc.wdArmed.Store(false) // idle; runInline arms it again
-	if r2 := sc.role.Load(); r2 != r && sc.wdArmed.CompareAndSwap(false, true) {
-		sc.watchdog.Reset(inlineTakeover)
-	}
-}
-
-// stopWatchdog stops the watchdog for good.
-func (sc *serverConn) stopWatchdog() {
-	if sc.watchdog == nil {
-		return
-	}
-	sc.wdMu.Lock()
-	sc.wdStopped = true
-	sc.wdMu.Unlock()
-	sc.watchdog.Stop()
-}
-
 // request reads the body of a transfer request of n bytes into a slot,
 // or answers EBUSY (nil slot) when the connection is over its in-flight
 // bound.
-func (sc *serverConn) request(n int) (*slot, error) {
+func (sc *serverConn) request(n int) (*sockSlot, error) {
 	m := n - transferHdrLen
 	if err := readBody(sc.br, sc.idb[:]); err != nil {
 		return nil, err
 	}
 	id := binary.BigEndian.Uint32(sc.idb[:])
-	var sl *slot
+	var sl *sockSlot
 	if sc.inflight.Load() < sc.bound {
 		select {
 		case sl = <-sc.free:
@@ -328,7 +255,7 @@ func (sc *serverConn) request(n int) (*slot, error) {
 var errBusy = errors.New("spibridge: socket server: too many requests in flight on this connection")
 
 // transfer runs one request through the transport and writes its result.
-func (sc *serverConn) transfer(sl *slot) {
+func (sc *serverConn) transfer(sl *sockSlot) {
 	s := sc.srv
 	err := s.tr.Transfer(sc.ctx, sl.tx[:sl.n], sl.out[resultPrefix:resultPrefix+sl.n])
 	msg := sl.out[:resultPrefix+sl.n]
@@ -349,6 +276,8 @@ func (sc *serverConn) transfer(sl *slot) {
 // irqWriter sends an interrupt message for each (coalesced) edge.
 func (sc *serverConn) irqWriter() {
 	defer close(sc.irqDone)
+	sc.log.Debug("interrupt writer started")
+	defer sc.log.Debug("interrupt writer stopped")
 	var msg [frameHeaderLen]byte
 	putHeader(msg[:], msgIRQ, 0)
 	for {

@@ -16,7 +16,7 @@ func (s *Server) subscribe(sc *serverConn) {
 	s.subs[sc] = struct{}{}
 	if s.irqLatch {
 		s.irqLatch = false
-		signal(sc.irq)
+		socketSignal(sc.irq)
 	}
 	if s.fan == nil {
 		f := &fanout{stop: make(chan struct{}), done: make(chan struct{})}
@@ -59,9 +59,17 @@ func (s *Server) runFanout(f *fanout) {
 				s.irqLatch = true
 			}
 			for sc := range s.subs {
-				signal(sc.irq)
+				socketSignal(sc.irq)
 			}
 			s.mu.Unlock()
 		}
+	}
+}
+
+// socketSignal posts a coalesced edge on ch without blocking.
+func socketSignal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }

@@ -56,9 +56,9 @@ func TestSocketTransferTiming(t *testing.T) {
 			}
 			inProcess := time.Since(start)
 
-			remote := make([]byte, len(mosi))
+			socketPeer := make([]byte, len(mosi))
 			start = time.Now()
-			if err := cl.Transfer(ctx, mosi, remote); err != nil {
+			if err := cl.Transfer(ctx, mosi, socketPeer); err != nil {
 				t.Fatal(err)
 			}
 			overSocket := time.Since(start)
@@ -66,8 +66,8 @@ func TestSocketTransferTiming(t *testing.T) {
 			if overSocket != want || inProcess != want {
 				t.Errorf("%d-byte transfer (% x...): %v over the socket, %v in-process, model %v", len(mosi), mosi[:3], overSocket, inProcess, want)
 			}
-			if !bytes.Equal(remote, local) {
-				t.Errorf("%d-byte transfer: MISO over the socket % x, in-process % x", len(mosi), remote, local)
+			if !bytes.Equal(socketPeer, local) {
+				t.Errorf("%d-byte transfer: MISO over the socket % x, in-process % x", len(mosi), socketPeer, local)
 			}
 		}
 		if got := c.Register(regs.TSNSystemControl); got&1 != 1 {
@@ -513,28 +513,28 @@ func TestSocketMaxConns(t *testing.T) {
 // connection, after an error message naming the reason, and is counted by
 // reason; a client on another connection keeps working throughout.
 func TestSocketMalformedInput(t *testing.T) {
-	const hello = goldenHello
+	const clientHello = goldenHello
 	for _, tc := range []struct {
 		name, in string
 		reason   closeReason
 		hangUp   bool // close our end after writing (a stream cut short)
 	}{
-		{"short header", hello + " 00 00 00", reasonShort, true},
-		{"short body", hello + " 00 00 00 0d 03 00 00 00 01 02 32", reasonShort, true},
+		{"short header", clientHello + " 00 00 00", reasonShort, true},
+		{"short body", clientHello + " 00 00 00 0d 03 00 00 00 01 02 32", reasonShort, true},
 		{"short hello", "00 00 00 09 01 54 53", reasonShort, true},
-		{"oversized length", hello + " ff ff ff ff 03", reasonOversized, false},
+		{"oversized length", clientHello + " ff ff ff ff 03", reasonOversized, false},
 		{"oversized before hello", "00 10 00 00 01", reasonOversized, false},
-		{"length zero", hello + " 00 00 00 00 03", reasonBadLength, false},
+		{"length zero", clientHello + " 00 00 00 00 03", reasonBadLength, false},
 		{"bad magic", "00 00 00 09 01 58 58 58 58 00 01 00 01", reasonBadMagic, false},
 		{"bad version", "00 00 00 09 01 54 53 4e 42 00 02 00 01", reasonBadVersion, false},
 		{"long version 1 hello", "00 00 00 0b 01 54 53 4e 42 00 01 00 01 00 00", reasonBadLength, false},
 		{"hello without version", "00 00 00 05 01 54 53 4e 42", reasonBadLength, false},
-		{"unknown type", hello + " 00 00 00 01 7f", reasonUnknownType, false},
-		{"server message from a client", hello + " 00 00 00 01 05", reasonUnexpected, false},
+		{"unknown type", clientHello + " 00 00 00 01 7f", reasonUnknownType, false},
+		{"server message from a client", clientHello + " 00 00 00 01 05", reasonUnexpected, false},
 		{"transfer before hello", goldenRequest, reasonUnexpected, false},
-		{"second hello", hello + " " + hello, reasonUnexpected, false},
-		{"empty transfer", hello + " 00 00 00 05 03 00 00 00 01", reasonBadLength, false},
-		{"transfer over the limit", hello + " 00 00 10 06 03 00 00 00 01", reasonBadLength, false},
+		{"second hello", clientHello + " " + clientHello, reasonUnexpected, false},
+		{"empty transfer", clientHello + " 00 00 00 05 03 00 00 00 01", reasonBadLength, false},
+		{"transfer over the limit", clientHello + " 00 00 10 06 03 00 00 00 01", reasonBadLength, false},
 		{"silence", "", reasonHelloTimeout, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

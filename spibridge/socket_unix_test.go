@@ -30,11 +30,14 @@ func serveUnix(t *testing.T, bus Transport, path string) (srv *Server, stop func
 	srv = NewServer(bus, ServerConfig{Name: "a"})
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), ln) }()
+	var once sync.Once
 	return srv, func() {
-		srv.Close()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+		once.Do(func() {
+			srv.Close()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
 	}
 }
 
@@ -67,21 +70,33 @@ func TestSocketUnixRegisterRead(t *testing.T) {
 		proto.RegRead(regs.TSNSystemInfo), proto.RegRead(regs.TSNSystemControl + 4),
 		proto.RegRead(regs.TSNTxControl + 4), proto.RegRead(0x0FF0), proto.RxMetaRead(),
 	} {
-		remote, local := make([]byte, len(mosi)), make([]byte, len(mosi))
-		if err := cl.Transfer(ctx, mosi, remote); err != nil {
+		socketPeer, local := make([]byte, len(mosi)), make([]byte, len(mosi))
+		if err := cl.Transfer(ctx, mosi, socketPeer); err != nil {
 			t.Fatal(err)
 		}
 		if err := bus.Transfer(ctx, mosi, local); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(remote, local) {
-			t.Errorf("% x: MISO over the socket % x, in-process % x", mosi, remote, local)
+		if !bytes.Equal(socketPeer, local) {
+			t.Errorf("% x: MISO over the socket % x, in-process % x", mosi, socketPeer, local)
 		}
 	}
 	miso := make([]byte, 8)
 	cl.Transfer(ctx, proto.RegRead(regs.TSNMACAddr+4), miso)
 	if v := proto.RegReadValue(miso); v != 0x22334455 {
 		t.Errorf("TSN_MAC_ADDR_L over the socket = %#x, want 0x22334455", v)
+	}
+	if st := cl.Stats(); st.Timing != DefaultTiming() || st.Server != "a" {
+		t.Errorf("client stats: server %q, timing %+v", st.Server, st.Timing)
+	}
+	// The client going away (and the server stopping) changes nothing on
+	// the chip: no transaction reaches the bus.
+	before, control := bus.Stats(), c.Register(regs.TSNSystemControl)
+	cl.Close()
+	stop()
+	if after := bus.Stats(); after.Transfers != before.Transfers || after.Timeouts != before.Timeouts ||
+		c.Register(regs.TSNSystemControl) != control {
+		t.Errorf("bus stats %+v after the client left, %+v before", after, before)
 	}
 }
 
@@ -98,6 +113,7 @@ func TestSocketUnixReconnect(t *testing.T) {
 	defer bus.Close()
 	path := filepath.Join(t.TempDir(), "a.sock")
 	_, stop := serveUnix(t, bus, path)
+	defer stop()
 	cl, err := DialSocket(context.Background(), "unix:"+path, ClientConfig{BackoffMin: 2 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -102,35 +102,35 @@ func statusOf(err error) uint8 {
 	return statusIO
 }
 
-// direction says who sends a message: the bounds of a type depend on it.
-type direction uint8
+// msgDirection says who sends a message: the bounds of a type depend on it.
+type msgDirection uint8
 
 const (
-	fromClient direction = iota
+	fromClient msgDirection = iota
 	fromServer
 )
 
-// bodyBounds are the smallest and largest body of a message type.
-type bodyBounds struct{ min, max int }
+// msgBodyBounds are the smallest and largest body of a message type.
+type msgBodyBounds struct{ min, max int }
 
-// bounds returns the body bounds of typ sent in direction dir; ok is false
+// msgBounds returns the body bounds of typ sent in direction dir; ok is false
 // for a type that does not travel that way.
-func bounds(dir direction, typ msgType) (b bodyBounds, ok bool) {
+func msgBounds(dir msgDirection, typ msgType) (b msgBodyBounds, ok bool) {
 	switch {
 	case dir == fromClient && typ == msgHello:
-		return bodyBounds{helloMinLen, helloMaxLen}, true
+		return msgBodyBounds{helloMinLen, helloMaxLen}, true
 	case dir == fromClient && typ == msgTransfer:
-		return bodyBounds{transferHdrLen + 1, transferHdrLen + SocketMaxTransfer}, true
+		return msgBodyBounds{transferHdrLen + 1, transferHdrLen + SocketMaxTransfer}, true
 	case dir == fromServer && typ == msgWelcome:
-		return bodyBounds{welcomeMinLen, welcomeMaxLen}, true
+		return msgBodyBounds{welcomeMinLen, welcomeMaxLen}, true
 	case dir == fromServer && typ == msgResult:
-		return bodyBounds{resultHdrLen, resultHdrLen + SocketMaxTransfer}, true
+		return msgBodyBounds{resultHdrLen, resultHdrLen + SocketMaxTransfer}, true
 	case dir == fromServer && typ == msgIRQ:
-		return bodyBounds{0, 0}, true
+		return msgBodyBounds{0, 0}, true
 	case dir == fromServer && typ == msgError:
-		return bodyBounds{errorMinLen, errorMinLen + SocketMaxText}, true
+		return msgBodyBounds{errorMinLen, errorMinLen + SocketMaxText}, true
 	}
-	return bodyBounds{}, false
+	return msgBodyBounds{}, false
 }
 
 // closeReason is why a connection was closed for a protocol error. Its
@@ -203,7 +203,7 @@ func protoErr(r closeReason, format string, args ...any) *SocketProtocolError {
 // against the bounds of its type for direction dir, before anything of the
 // body is read. A clean end of stream at a message boundary is io.EOF;
 // other I/O errors are returned as they are.
-func readHeader(r *bufio.Reader, hdr *[frameHeaderLen]byte, dir direction) (msgType, int, error) {
+func readHeader(r *bufio.Reader, hdr *[frameHeaderLen]byte, dir msgDirection) (msgType, int, error) {
 	if n, err := io.ReadFull(r, hdr[:]); err != nil {
 		switch {
 		case n == 0:
@@ -222,9 +222,9 @@ func readHeader(r *bufio.Reader, hdr *[frameHeaderLen]byte, dir direction) (msgT
 	if length == 0 {
 		return 0, 0, protoErr(reasonBadLength, "length 0 (no type byte)")
 	}
-	b, ok := bounds(dir, typ)
+	b, ok := msgBounds(dir, typ)
 	if !ok {
-		if _, other := bounds(1-dir, typ); other {
+		if _, other := msgBounds(1-dir, typ); other {
 			return 0, 0, protoErr(reasonUnexpected, "message type 0x%02x travels the other way", uint8(typ))
 		}
 		return 0, 0, protoErr(reasonUnknownType, "message type 0x%02x", uint8(typ))
@@ -273,8 +273,8 @@ func putHeader(b []byte, typ msgType, n int) {
 	b[4] = byte(typ)
 }
 
-// hello is a client's hello.
-type hello struct {
+// clientHello is a client's hello.
+type clientHello struct {
 	version uint16
 	flags   uint16
 }
@@ -290,11 +290,11 @@ func appendHello(b []byte, flags uint16) []byte {
 }
 
 // parseHello decodes a hello body (bounds already checked).
-func parseHello(b []byte) (hello, error) {
+func parseHello(b []byte) (clientHello, error) {
 	if string(b[0:4]) != socketMagic {
-		return hello{}, protoErr(reasonBadMagic, "hello starts % x, want %q", b[0:4], socketMagic)
+		return clientHello{}, protoErr(reasonBadMagic, "hello starts % x, want %q", b[0:4], socketMagic)
 	}
-	h := hello{version: binary.BigEndian.Uint16(b[4:6])}
+	h := clientHello{version: binary.BigEndian.Uint16(b[4:6])}
 	if h.version != SocketVersion {
 		return h, protoErr(reasonBadVersion, "client speaks version %d, server speaks %d", h.version, SocketVersion)
 	}
@@ -305,8 +305,8 @@ func parseHello(b []byte) (hello, error) {
 	return h, nil
 }
 
-// welcome is a server's hello: what the client needs to bound its waits.
-type welcome struct {
+// serverHello is a server's hello: what the client needs to bound its waits.
+type serverHello struct {
 	version     uint16
 	flags       uint16
 	timing      Timing
@@ -316,7 +316,7 @@ type welcome struct {
 }
 
 // appendWelcome appends a server hello message to b.
-func appendWelcome(b []byte, w welcome) []byte {
+func appendWelcome(b []byte, w serverHello) []byte {
 	name := w.name[:min(len(w.name), SocketMaxName)]
 	n := welcomeMinLen + len(name)
 	var m [frameHeaderLen + welcomeMinLen]byte
@@ -341,11 +341,11 @@ func appendWelcome(b []byte, w welcome) []byte {
 }
 
 // parseWelcome decodes a server hello body (bounds already checked).
-func parseWelcome(b []byte) (welcome, error) {
+func parseWelcome(b []byte) (serverHello, error) {
 	if string(b[0:4]) != socketMagic {
-		return welcome{}, protoErr(reasonBadMagic, "server hello starts % x, want %q", b[0:4], socketMagic)
+		return serverHello{}, protoErr(reasonBadMagic, "server hello starts % x, want %q", b[0:4], socketMagic)
 	}
-	w := welcome{version: binary.BigEndian.Uint16(b[4:6])}
+	w := serverHello{version: binary.BigEndian.Uint16(b[4:6])}
 	if w.version != SocketVersion {
 		return w, protoErr(reasonBadVersion, "server speaks version %d, client speaks %d", w.version, SocketVersion)
 	}

@@ -39,7 +39,7 @@ func TestSocketGoldenEncoding(t *testing.T) {
 	if got, want := appendHello(nil, flagInterrupts), unhex(t, goldenHello); !bytes.Equal(got, want) {
 		t.Errorf("hello\n got % x\nwant % x", got, want)
 	}
-	w := welcome{flags: flagInterrupts, timing: DefaultTiming(), maxTransfer: SocketMaxTransfer, maxInFlight: 16, name: "A"}
+	w := serverHello{flags: flagInterrupts, timing: DefaultTiming(), maxTransfer: SocketMaxTransfer, maxInFlight: 16, name: "A"}
 	if got, want := appendWelcome(nil, w), unhex(t, goldenWelcome); !bytes.Equal(got, want) {
 		t.Errorf("welcome\n got % x\nwant % x", got, want)
 	}
@@ -59,7 +59,7 @@ func TestSocketGoldenEncoding(t *testing.T) {
 		t.Errorf("error message\n got % x\nwant % x", got, want)
 	}
 	// The hellos round-trip.
-	wb := appendWelcome(nil, welcome{flags: 1, timing: DefaultTiming(), maxTransfer: 4096, maxInFlight: 16, name: "A"})
+	wb := appendWelcome(nil, serverHello{flags: 1, timing: DefaultTiming(), maxTransfer: 4096, maxInFlight: 16, name: "A"})
 	got, err := parseWelcome(wb[frameHeaderLen:])
 	if err != nil || got.timing != DefaultTiming() || got.maxTransfer != 4096 || got.maxInFlight != 16 || got.name != "A" || got.flags != 1 {
 		t.Errorf("parseWelcome: %+v, %v", got, err)
