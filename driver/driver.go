@@ -306,6 +306,7 @@ func (d *Driver) Stop(ctx context.Context) error {
 	if !stopped {
 		return errors.Join(errs...) // the worker still owns the bus state
 	}
+	d.settleRx()
 	if d.limbo != nil {
 		sum, err := d.readTxSum(ctx, newBackoff())
 		if err != nil {

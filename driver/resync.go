@@ -315,3 +315,21 @@ func (w *worker) settle(s rxSnap, pending []int) {
 	}
 	l.rebase(s, pending)
 }
+
+// settleRx counts, when the interface goes down, the frames whose
+// metadata entries the worker had taken (while realigning, or before a
+// failed frame read) but had not counted yet: they are lost to this session
+// (RxErrors, RxFIFOErrors), so none is left uncounted. The next Open
+// starts a new ledger.
+func (d *Driver) settleRx() {
+	l := &d.rxl
+	// mk counts every entry taken since the base (pending ones and those
+	// of failed frame reads included), fk the frames counted.
+	n := uint64(max(l.mk-l.fk, 0))
+	*l = rxLedger{}
+	if n == 0 {
+		return
+	}
+	d.log.Debug("RX frames taken but not read at Stop", zap.Uint64("frames", n))
+	d.count(func(s *Stats) { s.RxErrors += n; s.RxFIFOErrors += n })
+}

@@ -79,6 +79,8 @@ func (r faultRun) run(t *testing.T) faultResult {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	if err := topo.Start(ctx); err != nil {
+		inj.Close()
+		closeTopology(t, topo)
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
