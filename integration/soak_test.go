@@ -70,4 +70,3 @@ func TestSoakMixedFaults(t *testing.T) {
 		}
 	})
 }
-
