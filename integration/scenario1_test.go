@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tsnsim/driver"
+	"tsnsim/fault"
 	"tsnsim/spibridge"
 	"tsnsim/topology"
 )
@@ -25,7 +26,7 @@ type pingResult struct {
 // echo requests every interval and answer the other's requests at once,
 // over the full SPI timing model. Like the field driver, a frame refused
 // with NETDEV_TX_BUSY is lost.
-func pingBothWays(t *testing.T, ring int, spi spibridge.Timing, transport transportHook, count int, interval time.Duration, size int) [2]pingResult {
+func pingBothWays(t *testing.T, ring int, spi spibridge.Timing, transport transportHook, count int, interval time.Duration, size int, faults ...string) [2]pingResult {
 	t.Helper()
 	var res [2]pingResult
 	var replies, lost [2]atomic.Uint64
@@ -47,7 +48,21 @@ func pingBothWays(t *testing.T, ring int, spi spibridge.Timing, transport transp
 			return true
 		}
 	}
-	topo = newTopology(t, topology.Config{SPI: spi, Driver: driver.Config{TxRingSize: ring}, Transport: transport},
+	var inj *fault.Injector
+	if len(faults) > 0 {
+		inj = fault.New(1, time.Now(), nil)
+		defer inj.Close()
+		for _, f := range faults {
+			spec, err := fault.ParseSpec(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := inj.Add(spec); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	topo = newTopology(t, topology.Config{SPI: spi, Driver: driver.Config{TxRingSize: ring}, Transport: transport, Faults: inj},
 		[2]func([]byte) bool{echo(0), echo(1)})
 	ctx := context.Background()
 	if err := topo.Start(ctx); err != nil {
@@ -117,6 +132,32 @@ func testScenario1TxRing(t *testing.T, transport transportHook) {
 	synctest.Test(t, func(t *testing.T) {
 		r := pingBothWays(t, driver.DefaultTxRingSize, spibridge.DefaultTiming(), transport, count, interval, size)
 		t.Logf("ring 64: %+v", r)
+		for i, n := range r {
+			if n.lost != 0 || n.requests != count || n.replies != count {
+				t.Errorf("ring 64, node %d: expected no loss, got %+v", i, n)
+			}
+		}
+	})
+}
+
+// TestScenario1UnderSPILatency: scenario 1 again with SPI latency spikes
+// on both buses (10% of transfers held 100-300 us longer): the 1-entry
+// ring still loses, the 64-entry ring still loses nothing.
+func TestScenario1UnderSPILatency(t *testing.T) {
+	const count, interval, size = 1000, time.Millisecond, 200
+	latency := "spi.latency:latency=100us,jitter=200us,p=0.1"
+	synctest.Test(t, func(t *testing.T) {
+		r := pingBothWays(t, 1, spibridge.DefaultTiming(), nil, count, interval, size, latency)
+		t.Logf("ring 1 under latency: %+v", r)
+		for i, n := range r {
+			if n.lost == 0 {
+				t.Errorf("ring 1, node %d: expected loss, got %+v", i, n)
+			}
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		r := pingBothWays(t, driver.DefaultTxRingSize, spibridge.DefaultTiming(), nil, count, interval, size, latency)
+		t.Logf("ring 64 under latency: %+v", r)
 		for i, n := range r {
 			if n.lost != 0 || n.requests != count || n.replies != count {
 				t.Errorf("ring 64, node %d: expected no loss, got %+v", i, n)
