@@ -140,16 +140,7 @@ func (b *InProcess) faulty(f SPIFault, tx, rx []byte, issued, start time.Time, t
 		fs.FaultLatency = 1
 		time.Sleep(f.Latency)
 	}
-	var err error
-	if tx[0] == proto.CmdRead {
-		dataDue := b.dataDue()
-		b.hold(dataDue)
-		err = b.dev.Transact(tx, rx)
-		b.hold(model - dataDue)
-	} else {
-		b.hold(model)
-		err = b.dev.Transact(tx, rx)
-	}
+	err := b.transact(tx, rx, model)
 	b.rejected(err)
 	if err != nil {
 		fs.Rejected = 1

@@ -147,19 +147,25 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 		b.account(waited, timeout-waited, 0, true, false)
 		return b.timedOut(len(tx), timeout)
 	}
-	var err error
-	if tx[0] == proto.CmdRead {
-		dataDue := b.dataDue()
-		b.hold(dataDue)
-		err = b.dev.Transact(tx, rx)
-		b.hold(hold - dataDue)
-	} else {
-		b.hold(hold)
-		err = b.dev.Transact(tx, rx)
-	}
+	err := b.transact(tx, rx, hold)
 	b.rejected(err)
 	b.account(waited, hold, len(tx), false, err != nil)
 	return nil
+}
+
+// transact holds the bus for hold and has the chip decode the
+// transaction when the model says: a read when its first data byte is
+// due, a write when its last byte is in.
+func (b *InProcess) transact(tx, rx []byte, hold time.Duration) error {
+	if tx[0] != proto.CmdRead {
+		b.hold(hold)
+		return b.dev.Transact(tx, rx)
+	}
+	dataDue := b.dataDue()
+	b.hold(dataDue)
+	err := b.dev.Transact(tx, rx)
+	b.hold(hold - dataDue)
+	return err
 }
 
 // dataDue is when, into its hold, a read's first data byte is due: when
