@@ -75,8 +75,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-// parseFlags parses args into fs, printing help on --help.
+// parseFlags parses args into fs, printing help on --help; operands are
+// an error.
 func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (ok bool, status int) {
+	if ok, status := parseCommandLine(fs, args, stdout, stderr); !ok {
+		return false, status
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tsnsim %s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return false, exitUsage
+	}
+	return true, 0
+}
+
+// parseCommandLine parses args into fs, printing help on --help (on
+// stdout, once) and flag errors on stderr; operands are left in
+// fs.Args().
+func parseCommandLine(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (ok bool, status int) {
 	fs.SetOutput(stderr)
 	usage := fs.Usage
 	fs.Usage = func() {} // printed below, on the right stream
@@ -89,10 +104,6 @@ func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (ok 
 			return false, 0
 		}
 		fmt.Fprintf(stderr, "tsnsim %s: %v (see --help)\n", fs.Name(), err)
-		return false, exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "tsnsim %s: unexpected arguments %q\n", fs.Name(), fs.Args())
 		return false, exitUsage
 	}
 	return true, 0

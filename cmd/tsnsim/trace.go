@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,19 +25,8 @@ func traceCommand(args []string, stdout, stderr io.Writer) int {
 			"Flags:\n")
 		fs.PrintDefaults()
 	}
-	fs.SetOutput(stderr)
-	usage := fs.Usage
-	fs.Usage = func() {} // printed below, on the right stream
-	err := fs.Parse(args)
-	fs.Usage = usage
-	if err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return 0
-		}
-		fmt.Fprintf(stderr, "tsnsim trace: %v (see --help)\n", err)
-		return exitUsage
+	if ok, status := parseCommandLine(fs, args, stdout, stderr); !ok {
+		return status
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintf(stderr, "tsnsim trace: want one trace FILE, got %d arguments (see --help)\n", fs.NArg())
