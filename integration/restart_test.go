@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"tsnsim/spibridge"
+	"tsnsim/spibridge/socket"
 	"tsnsim/topology"
 	"tsnsim/traffic"
 )
@@ -21,20 +22,20 @@ type restartable struct {
 	bus  *spibridge.InProcess
 
 	mu     sync.Mutex
-	srv    *spibridge.Server
+	srv    *socket.Server
 	served chan error
 }
 
 func (r *restartable) start() error {
-	ln, err := spibridge.ListenSocket(r.addr)
+	ln, err := socket.ListenSocket(r.addr)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.srv = spibridge.NewServer(r.bus, spibridge.ServerConfig{})
+	r.srv = socket.NewServer(r.bus, socket.ServerConfig{})
 	r.served = make(chan error, 1)
-	go func(srv *spibridge.Server, served chan error) { served <- srv.Serve(context.Background(), ln) }(r.srv, r.served)
+	go func(srv *socket.Server, served chan error) { served <- srv.Serve(context.Background(), ln) }(r.srv, r.served)
 	return nil
 }
 
@@ -52,7 +53,7 @@ func (r *restartable) kill() error {
 func TestChipServerRestartDuringTraffic(t *testing.T) {
 	dir := t.TempDir()
 	var servers [2]*restartable
-	var clients [2]*spibridge.SocketClient
+	var clients [2]*socket.SocketClient
 	hook := func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
 		r := &restartable{addr: "unix:" + dir + "/" + string(rune('a'+i)) + ".sock", bus: bus}
 		if err := r.start(); err != nil {
@@ -60,7 +61,7 @@ func TestChipServerRestartDuringTraffic(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		cl, err := spibridge.DialSocket(ctx, r.addr, spibridge.ClientConfig{})
+		cl, err := socket.DialSocket(ctx, r.addr, socket.ClientConfig{})
 		if err != nil {
 			return nil, nil, errors.Join(err, r.kill())
 		}

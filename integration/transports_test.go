@@ -8,11 +8,12 @@ import (
 	"testing"
 
 	"tsnsim/spibridge"
+	"tsnsim/spibridge/socket"
 )
 
 // transports are the SPI transports the two-node tests run over: the
 // in-process bus, and the socket bridge (each chip's bus served by a
-// spibridge.Server, each driver on a spibridge.SocketClient). Over
+// socket.Server, each driver on a socket.SocketClient). Over
 // net.Pipe the socket bridge runs in virtual time too; the real-time
 // tests also run it over Unix sockets (socketUnix).
 var transports = []struct {
@@ -37,12 +38,12 @@ func forEachTransport(t *testing.T, f func(t *testing.T, transport transportHook
 // socketPipe serves bus over the socket protocol through net.Pipe and
 // returns a socket client to it.
 func socketPipe(_ int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
-	srv := spibridge.NewServer(bus, spibridge.ServerConfig{})
-	cl, err := spibridge.NewSocketClient(func(context.Context) (net.Conn, error) {
+	srv := socket.NewServer(bus, socket.ServerConfig{})
+	cl, err := socket.NewSocketClient(func(context.Context) (net.Conn, error) {
 		c, s := net.Pipe()
 		go srv.ServeConn(context.Background(), s)
 		return c, nil
-	}, spibridge.ClientConfig{})
+	}, socket.ClientConfig{})
 	if err != nil {
 		srv.Close()
 		return nil, nil, err
@@ -55,16 +56,16 @@ func socketPipe(_ int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer
 func socketUnix(dir string) transportHook {
 	return func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
 		addr := "unix:" + dir + "/" + string(rune('a'+i)) + ".sock"
-		ln, err := spibridge.ListenSocket(addr)
+		ln, err := socket.ListenSocket(addr)
 		if err != nil {
 			return nil, nil, err
 		}
-		srv := spibridge.NewServer(bus, spibridge.ServerConfig{})
+		srv := socket.NewServer(bus, socket.ServerConfig{})
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(context.Background(), ln) }()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		cl, err := spibridge.DialSocket(ctx, addr, spibridge.ClientConfig{})
+		cl, err := socket.DialSocket(ctx, addr, socket.ClientConfig{})
 		if err != nil {
 			srv.Close()
 			return nil, nil, errors.Join(err, <-served)
@@ -80,7 +81,7 @@ func (c closeBoth) Close() error { return errors.Join(c[0].Close(), c[1].Close()
 
 // serverCloser closes a server and waits for its Serve.
 type serverCloser struct {
-	srv    *spibridge.Server
+	srv    *socket.Server
 	served <-chan error
 }
 

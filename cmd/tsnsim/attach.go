@@ -14,6 +14,8 @@ import (
 	"tsnsim/driver"
 	"tsnsim/host/netstack"
 	"tsnsim/spibridge"
+	"tsnsim/spibridge/socket"
+	"tsnsim/spibridge/spidev"
 	"tsnsim/topology"
 	"tsnsim/workload"
 )
@@ -71,12 +73,12 @@ func (o *hardwareOptions) validate(backend string) error {
 		return fmt.Errorf("one node (--spidev or a single --attach) runs with --backend netstack only")
 	}
 	for _, a := range o.attach {
-		if _, _, err := spibridge.ParseSocketAddr(a); err != nil {
+		if _, _, err := socket.ParseSocketAddr(a); err != nil {
 			return fmt.Errorf("--attach: %w", err)
 		}
 	}
 	if o.irq != "" {
-		if _, _, err := spibridge.ParseIRQ(o.irq); err != nil {
+		if _, _, err := spidev.ParseIRQ(o.irq); err != nil {
 			return fmt.Errorf("--irq: %w", err)
 		}
 	}
@@ -84,8 +86,8 @@ func (o *hardwareOptions) validate(backend string) error {
 }
 
 // dial opens the transport of one attached node.
-func dial(ctx context.Context, addr string, log *zap.Logger) (*spibridge.SocketClient, error) {
-	c, err := spibridge.DialSocket(ctx, addr, spibridge.ClientConfig{Logger: log})
+func dial(ctx context.Context, addr string, log *zap.Logger) (*socket.SocketClient, error) {
+	c, err := socket.DialSocket(ctx, addr, socket.ClientConfig{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", addr, err)
 	}
@@ -119,18 +121,18 @@ func (o *hardwareOptions) openSingle(log *zap.Logger) (spibridge.Transport, erro
 		defer cancel()
 		return dial(ctx, o.attach[0], log)
 	}
-	var irq spibridge.InterruptSource
+	var irq spidev.InterruptSource
 	if o.irq != "" {
-		chipName, offset, _ := spibridge.ParseIRQ(o.irq) // validated
-		g, err := spibridge.OpenGPIOInterrupt(chipName, offset, log)
+		chipName, offset, _ := spidev.ParseIRQ(o.irq) // validated
+		g, err := spidev.OpenGPIOInterrupt(chipName, offset, log)
 		if err != nil {
 			return nil, err
 		}
 		irq = g
 	} else {
-		irq = spibridge.NewPollInterrupt(o.irqPoll)
+		irq = spidev.NewPollInterrupt(o.irqPoll)
 	}
-	tr, err := spibridge.OpenSpidev(spibridge.SpidevConfig{Path: o.spidev, SpeedHz: o.speed, Interrupt: irq, Logger: log})
+	tr, err := spidev.OpenSpidev(spidev.SpidevConfig{Path: o.spidev, SpeedHz: o.speed, Interrupt: irq, Logger: log})
 	if err != nil {
 		irq.Close()
 		return nil, err

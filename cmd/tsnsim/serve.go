@@ -19,6 +19,7 @@ import (
 	"tsnsim/chip"
 	"tsnsim/pcap"
 	"tsnsim/spibridge"
+	"tsnsim/spibridge/socket"
 	"tsnsim/topology"
 )
 
@@ -102,7 +103,7 @@ func (o *serveOptions) validate() ([]served, error) {
 		if !ok || (name != "a" && name != "b") {
 			return nil, fmt.Errorf("--listen %q: want a=ADDR or b=ADDR", l)
 		}
-		network, _, err := spibridge.ParseSocketAddr(addr)
+		network, _, err := socket.ParseSocketAddr(addr)
 		if err != nil {
 			return nil, fmt.Errorf("--listen %q: %w", l, err)
 		}
@@ -160,7 +161,7 @@ type chipServer struct {
 	served
 	chip   *chip.Chip
 	bus    *spibridge.InProcess
-	server *spibridge.Server
+	server *socket.Server
 }
 
 // serveChips builds the chips and the cable, serves each chip until ctx
@@ -178,7 +179,7 @@ func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome,
 	for _, s := range list {
 		c, bus := topology.NewChip(cfg, s.node)
 		chips = append(chips, &chipServer{served: s, chip: c, bus: bus,
-			server: spibridge.NewServer(bus, spibridge.ServerConfig{Name: c.Name(), Logger: log})})
+			server: socket.NewServer(bus, socket.ServerConfig{Name: c.Name(), Logger: log})})
 	}
 	var cab *cable.Cable
 	var end *cable.SocketPort
@@ -224,7 +225,7 @@ func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome,
 				return fmt.Errorf("socket directory: %w", err)
 			}
 		}
-		ln, err := spibridge.ListenSocket(c.addr)
+		ln, err := socket.ListenSocket(c.addr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.chip.Name(), err)
 		}

@@ -1,4 +1,4 @@
-package spibridge
+package socket
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"tsnsim/chip"
 	"tsnsim/chip/proto"
 	"tsnsim/chip/regs"
+	"tsnsim/spibridge"
 )
 
 // benchSizes are the transfers of the driver's hot path: a register read
@@ -50,7 +51,7 @@ func BenchmarkSocketTransfer(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			c := chip.New(chip.Config{Name: "bench"})
 			defer c.Close()
-			bus := NewInProcess(c, Timing{}, nil)
+			bus := spibridge.NewInProcess(c, spibridge.Timing{}, nil)
 			defer bus.Close()
 			path := filepath.Join(b.TempDir(), "chip.sock")
 			ln, err := ListenSocket("unix:" + path)

@@ -1,4 +1,4 @@
-package spibridge
+package socket
 
 import (
 	"bufio"
@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 
 	"tsnsim/chip/proto"
+	"tsnsim/spibridge"
 )
 
 // maxDecodeAllocs bounds the allocations of decoding any stream: valid
@@ -91,7 +92,7 @@ func FuzzSocketServerDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkDecode(t, data, fromClient, transferHdrLen+SocketMaxTransfer)
 		synctest.Test(t, func(t *testing.T) {
-			bus := NewInProcess(echoDev{make(chan struct{})}, Timing{}, nil)
+			bus := spibridge.NewInProcess(echoDev{make(chan struct{})}, spibridge.Timing{}, nil)
 			defer bus.Close()
 			srv := NewServer(bus, ServerConfig{MaxInFlight: 2})
 			defer srv.Close()

@@ -1,4 +1,4 @@
-package spibridge
+package socket
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"tsnsim/spibridge"
 )
 
 // Defaults of ClientConfig fields left zero.
@@ -70,10 +72,10 @@ func (c *ClientConfig) setDefaults() {
 
 // ClientStats is the accounting of one SocketClient.
 type ClientStats struct {
-	Connected bool   // a connection is up now
-	Server    string // chip name from the last server hello
-	Timing    Timing // the server's bus timing from the last server hello
-	Transfers uint64 // transfers completed
+	Connected bool             // a connection is up now
+	Server    string           // chip name from the last server hello
+	Timing    spibridge.Timing // the server's bus timing from the last server hello
+	Transfers uint64           // transfers completed
 	// Errors counts failed transfers by the errno their error wraps
 	// (EIO for the rare error that wraps none).
 	Errors    map[syscall.Errno]uint64
@@ -319,4 +321,4 @@ func (c *SocketClient) Stats() ClientStats {
 	return s
 }
 
-var _ Transport = (*SocketClient)(nil)
+var _ spibridge.Transport = (*SocketClient)(nil)

@@ -1,4 +1,4 @@
-package spibridge
+package socket
 
 // fanout is the goroutine that takes the chip's interrupt edges from the
 // transport and signals every connection that asked for them. It runs

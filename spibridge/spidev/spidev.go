@@ -1,4 +1,9 @@
-package spibridge
+// Package spidev is the Linux hardware transport of spibridge: a Spidev
+// that drives a real chip through /dev/spidev (one SPI_IOC_MESSAGE per
+// transfer), with the chip's interrupt line on a GPIO input
+// (GPIOInterrupt, through the GPIO character device) or, where the line
+// is not wired, a timer that polls (PollInterrupt).
+package spidev
 
 import (
 	"context"
@@ -11,6 +16,8 @@ import (
 	"unsafe"
 
 	"go.uber.org/zap"
+
+	"tsnsim/spibridge"
 )
 
 // MaxSpidevTransfer is the largest transfer spidev accepts with its
@@ -53,7 +60,7 @@ type Spidev struct {
 	closed bool
 
 	statsMu sync.Mutex
-	stats   BusStats
+	stats   spibridge.BusStats
 }
 
 // ioctler is the device behind a Spidev: an open spidev file descriptor
@@ -130,7 +137,7 @@ const (
 // wraps it. On failure dev is closed.
 func newSpidev(cfg SpidevConfig, dev ioctler) (*Spidev, error) {
 	if cfg.SpeedHz == 0 {
-		cfg.SpeedHz = DefaultClockHz
+		cfg.SpeedHz = spibridge.DefaultClockHz
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -239,7 +246,7 @@ func (s *Spidev) account(n int, took time.Duration, err error) {
 // the kernel (Busy) and ETIMEDOUT failures. Wait and Rejected stay zero:
 // the kernel does not report queueing, and real silicon does not say
 // when it rejects a transaction.
-func (s *Spidev) Stats() BusStats {
+func (s *Spidev) Stats() spibridge.BusStats {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
 	return s.stats
@@ -278,4 +285,4 @@ func (s *Spidev) Close() error {
 	return errors.Join(errs...)
 }
 
-var _ Transport = (*Spidev)(nil)
+var _ spibridge.Transport = (*Spidev)(nil)

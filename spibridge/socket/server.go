@@ -1,4 +1,4 @@
-package spibridge
+package socket
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"tsnsim/spibridge"
 )
 
 // Defaults of ServerConfig fields left zero.
@@ -32,7 +34,7 @@ type ServerConfig struct {
 	Logger *zap.Logger
 	// Timing is the bus timing the server advertises when the transport
 	// has no Timing() method (an *InProcess has one, and it wins).
-	Timing Timing
+	Timing spibridge.Timing
 	// MaxConns bounds the connections served at once; more are refused
 	// with an error message. A client that wants interrupts uses two.
 	MaxConns int
@@ -84,7 +86,7 @@ type ServerStats struct {
 }
 
 // timedTransport is a transport that knows its bus timing (*InProcess).
-type timedTransport interface{ Timing() Timing }
+type timedTransport interface{ Timing() spibridge.Timing }
 
 // Server serves one chip's SPI bus and interrupt line to socket clients.
 // Every request of every connection goes through the one Transport, so
@@ -93,9 +95,9 @@ type timedTransport interface{ Timing() Timing }
 // away changes no chip state. Close stops it; it does not close the
 // transport.
 type Server struct {
-	tr     Transport
+	tr     spibridge.Transport
 	cfg    ServerConfig
-	timing Timing
+	timing spibridge.Timing
 	log    *zap.Logger
 
 	mu        sync.Mutex
@@ -117,7 +119,7 @@ var errServerClosed = fmt.Errorf("spibridge: socket server closed: %w", net.ErrC
 
 // NewServer returns a server of tr, normally the chip's *InProcess bus,
 // so that the SPI timing model and timeouts apply exactly as in-process.
-func NewServer(tr Transport, cfg ServerConfig) *Server {
+func NewServer(tr spibridge.Transport, cfg ServerConfig) *Server {
 	cfg.setDefaults()
 	t := cfg.Timing
 	if tt, ok := tr.(timedTransport); ok {

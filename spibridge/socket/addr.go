@@ -1,4 +1,9 @@
-package spibridge
+// Package socket is the socket transport of spibridge: a Server that
+// serves one chip's bus (a spibridge.Transport, normally the in-process
+// bus) over a Unix or TCP stream socket, and a reconnecting SocketClient
+// that is a spibridge.Transport in the driver's process. The wire format
+// is documented byte by byte in docs/socket-protocol.md.
+package socket
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package spibridge
+package socket
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"io"
 	"syscall"
 	"time"
+
+	"tsnsim/spibridge"
 )
 
 // Wire format of the socket bridge (docs/socket-protocol.md). Every
@@ -309,7 +311,7 @@ func parseHello(b []byte) (clientHello, error) {
 type serverHello struct {
 	version     uint16
 	flags       uint16
-	timing      Timing
+	timing      spibridge.Timing
 	maxTransfer int
 	maxInFlight int
 	name        string
@@ -370,7 +372,7 @@ func parseWelcome(b []byte) (serverHello, error) {
 	case nameLen > SocketMaxName || welcomeMinLen+nameLen != len(b):
 		return w, protoErr(reasonBadLength, "server hello of %d bytes with a %d-byte name", len(b), nameLen)
 	}
-	w.timing = Timing{ClockHz: int64(clock), Overhead: time.Duration(overhead), Timeout: time.Duration(timeout)}
+	w.timing = spibridge.Timing{ClockHz: int64(clock), Overhead: time.Duration(overhead), Timeout: time.Duration(timeout)}
 	w.name = string(b[welcomeMinLen:])
 	return w, nil
 }

@@ -1,4 +1,4 @@
-package spibridge
+package spidev
 
 import (
 	"strings"

@@ -1,4 +1,4 @@
-package spibridge
+package socket
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,4 +76,52 @@ func newPipeClient(t *testing.T, srv *Server, cfg ClientConfig) *SocketClient {
 		t.Fatal(err)
 	}
 	return cl
+}
+
+// fakeDev is a chip stand-in for the server's bus: it answers every byte
+// with 0xA5, records when each transaction came, can block the next one
+// for a while (block) and has an interrupt line the test drives (irq).
+type fakeDev struct {
+	mu    sync.Mutex
+	at    []time.Time
+	block time.Duration
+	irq   chan struct{}
+}
+
+func newFakeDev() *fakeDev { return &fakeDev{irq: make(chan struct{}, 1)} }
+
+func (d *fakeDev) Transact(mosi, miso []byte) error {
+	d.mu.Lock()
+	d.at = append(d.at, time.Now())
+	block := d.block
+	d.block = 0
+	d.mu.Unlock()
+	for i := range miso {
+		miso[i] = 0xA5
+	}
+	if block > 0 {
+		time.Sleep(block)
+	}
+	return nil
+}
+
+func (d *fakeDev) IRQ() <-chan struct{} { return d.irq }
+
+func (d *fakeDev) calls() []time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]time.Time(nil), d.at...)
+}
+
+// pending drains c and returns how many values it held.
+func pending(c <-chan struct{}) int {
+	n := 0
+	for {
+		select {
+		case <-c:
+			n++
+		default:
+			return n
+		}
+	}
 }

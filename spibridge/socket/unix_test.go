@@ -1,4 +1,4 @@
-package spibridge
+package socket
 
 import (
 	"bytes"
@@ -17,11 +17,12 @@ import (
 	"tsnsim/chip"
 	"tsnsim/chip/proto"
 	"tsnsim/chip/regs"
+	"tsnsim/spibridge"
 )
 
 // serveUnix serves bus on a fresh Unix socket at path; stop closes the
 // server and waits for Serve to return nil.
-func serveUnix(t *testing.T, bus Transport, path string) (srv *Server, stop func()) {
+func serveUnix(t *testing.T, bus spibridge.Transport, path string) (srv *Server, stop func()) {
 	t.Helper()
 	ln, err := ListenSocket("unix:" + path)
 	if err != nil {
@@ -48,7 +49,7 @@ func TestSocketUnixRegisterRead(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	c := chip.New(chip.Config{Name: "a", MAC: net.HardwareAddr{0x02, 0x11, 0x22, 0x33, 0x44, 0x55}})
 	defer c.Close()
-	bus := NewInProcess(c, DefaultTiming(), nil)
+	bus := spibridge.NewInProcess(c, spibridge.DefaultTiming(), nil)
 	defer bus.Close()
 	path := filepath.Join(t.TempDir(), "a.sock")
 	_, stop := serveUnix(t, bus, path)
@@ -86,7 +87,7 @@ func TestSocketUnixRegisterRead(t *testing.T) {
 	if v := proto.RegReadValue(miso); v != 0x22334455 {
 		t.Errorf("TSN_MAC_ADDR_L over the socket = %#x, want 0x22334455", v)
 	}
-	if st := cl.Stats(); st.Timing != DefaultTiming() || st.Server != "a" {
+	if st := cl.Stats(); st.Timing != spibridge.DefaultTiming() || st.Server != "a" {
 		t.Errorf("client stats: server %q, timing %+v", st.Server, st.Timing)
 	}
 	// The client going away (and the server stopping) changes nothing on
@@ -109,7 +110,7 @@ func TestSocketUnixReconnect(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	c := chip.New(chip.Config{Name: "a"})
 	defer c.Close()
-	bus := NewInProcess(c, Timing{}, nil)
+	bus := spibridge.NewInProcess(c, spibridge.Timing{}, nil)
 	defer bus.Close()
 	path := filepath.Join(t.TempDir(), "a.sock")
 	_, stop := serveUnix(t, bus, path)
@@ -235,7 +236,7 @@ func TestListenSocket(t *testing.T) {
 // TestSocketTCP: the same bridge over TCP.
 func TestSocketTCP(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	bus := NewInProcess(echoDev{make(chan struct{})}, Timing{}, nil)
+	bus := spibridge.NewInProcess(echoDev{make(chan struct{})}, spibridge.Timing{}, nil)
 	defer bus.Close()
 	ln, err := ListenSocket("tcp::0")
 	if err != nil {

@@ -1,4 +1,4 @@
-package spibridge
+package socket
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"tsnsim/chip"
 	"tsnsim/chip/proto"
 	"tsnsim/chip/regs"
+	"tsnsim/spibridge"
 )
 
 // echoDev answers every byte with its complement, so each transfer's MISO
@@ -36,7 +37,7 @@ func TestSocketTransferTiming(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := chip.New(chip.Config{Name: "a"})
 		defer c.Close()
-		bus := NewInProcess(c, DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(c, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{Name: "a"})
 		defer srv.Close()
@@ -62,7 +63,7 @@ func TestSocketTransferTiming(t *testing.T) {
 				t.Fatal(err)
 			}
 			overSocket := time.Since(start)
-			want := DefaultTiming().Duration(len(mosi))
+			want := spibridge.DefaultTiming().Duration(len(mosi))
 			if overSocket != want || inProcess != want {
 				t.Errorf("%d-byte transfer (% x...): %v over the socket, %v in-process, model %v", len(mosi), mosi[:3], overSocket, inProcess, want)
 			}
@@ -87,7 +88,7 @@ func TestSocketStuckBusTimesOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
 		dev.block = 800 * time.Millisecond
-		bus := NewInProcess(dev, DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(dev, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{})
 		defer srv.Close()
@@ -112,7 +113,7 @@ func TestSocketStuckBusTimesOut(t *testing.T) {
 			t.Errorf("queued transfer: %v, want ETIMEDOUT", err)
 		}
 		wg.Wait()
-		if want := 800*time.Millisecond + DefaultTiming().Duration(7); holdErr != nil || holdDone != want {
+		if want := 800*time.Millisecond + spibridge.DefaultTiming().Duration(7); holdErr != nil || holdDone != want {
 			t.Errorf("holder: %v at %v, want success at %v", holdErr, holdDone, want)
 		}
 		if st := cl.Stats(); st.Transfers != 1 || st.Errors[syscall.ETIMEDOUT] != 1 || st.Disconnects != 0 {
@@ -130,7 +131,7 @@ func TestSocketStuckBusTimesOut(t *testing.T) {
 // bound wait for a slot.
 func TestSocketConcurrentInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bus := NewInProcess(echoDev{make(chan struct{})}, DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(echoDev{make(chan struct{})}, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{})
 		defer srv.Close()
@@ -158,7 +159,7 @@ func TestSocketConcurrentInFlight(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if got, want := time.Since(start), callers*each*DefaultTiming().Duration(7); got != want {
+		if got, want := time.Since(start), callers*each*spibridge.DefaultTiming().Duration(7); got != want {
 			t.Errorf("%d transfers took %v, want back to back on the bus: %v", callers*each, got, want)
 		}
 		if st := cl.Stats(); st.Transfers != callers*each || len(st.Errors) != 0 {
@@ -176,7 +177,7 @@ func TestSocketServerBusy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
 		dev.block = 10 * time.Millisecond
-		bus := NewInProcess(dev, DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(dev, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{MaxInFlight: 1})
 		defer srv.Close()
@@ -229,7 +230,7 @@ func TestSocketClientGivesUp(t *testing.T) {
 			mute     = true
 		)
 		start := time.Now()
-		bus := NewInProcess(echoDev{make(chan struct{})}, DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(echoDev{make(chan struct{})}, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{})
 		defer srv.Close()
@@ -317,7 +318,7 @@ func TestSocketClientGivesUp(t *testing.T) {
 func TestSocketInterrupts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
-		bus := NewInProcess(dev, DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(dev, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{})
 		defer srv.Close()
@@ -373,7 +374,7 @@ func TestSocketContextCancel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
 		dev.block = 10 * time.Millisecond
-		bus := NewInProcess(dev, DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(dev, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{})
 		defer srv.Close()
@@ -400,7 +401,7 @@ func TestSocketClientErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
 		dev.block = 10 * time.Millisecond
-		bus := NewInProcess(dev, DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(dev, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{})
 		defer srv.Close()
@@ -451,7 +452,7 @@ func TestSocketServerClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
 		dev.block = 10 * time.Millisecond
-		bus := NewInProcess(dev, DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(dev, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{})
 		cl, err := NewSocketClient(pipeDialer(srv, nil), ClientConfig{BackoffMin: time.Hour, BackoffMax: time.Hour})
@@ -490,7 +491,7 @@ func TestSocketServerClose(t *testing.T) {
 // error message; the client's error wraps ECONNREFUSED.
 func TestSocketMaxConns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		bus := NewInProcess(newFakeDev(), DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(newFakeDev(), spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{MaxConns: 2}) // one client: requests and interrupts
 		defer srv.Close()
@@ -539,7 +540,7 @@ func TestSocketMalformedInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				bus := NewInProcess(echoDev{make(chan struct{})}, DefaultTiming(), nil)
+				bus := spibridge.NewInProcess(echoDev{make(chan struct{})}, spibridge.DefaultTiming(), nil)
 				defer bus.Close()
 				srv := NewServer(bus, ServerConfig{})
 				defer srv.Close()
@@ -609,7 +610,7 @@ func TestSocketUnthrottledStuckRequest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
 		dev.block = 100 * time.Millisecond
-		bus := NewInProcess(dev, Timing{Timeout: 50 * time.Millisecond}, nil)
+		bus := spibridge.NewInProcess(dev, spibridge.Timing{Timeout: 50 * time.Millisecond}, nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{})
 		defer srv.Close()

@@ -1,4 +1,4 @@
-package spibridge
+package spidev
 
 import (
 	"github.com/warthog618/go-gpiocdev"

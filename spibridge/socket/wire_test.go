@@ -1,4 +1,4 @@
-package spibridge
+package socket
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"tsnsim/chip/proto"
+	"tsnsim/spibridge"
 )
 
 // Golden messages of docs/socket-protocol.md.
@@ -39,7 +40,7 @@ func TestSocketGoldenEncoding(t *testing.T) {
 	if got, want := appendHello(nil, flagInterrupts), unhex(t, goldenHello); !bytes.Equal(got, want) {
 		t.Errorf("hello\n got % x\nwant % x", got, want)
 	}
-	w := serverHello{flags: flagInterrupts, timing: DefaultTiming(), maxTransfer: SocketMaxTransfer, maxInFlight: 16, name: "A"}
+	w := serverHello{flags: flagInterrupts, timing: spibridge.DefaultTiming(), maxTransfer: SocketMaxTransfer, maxInFlight: 16, name: "A"}
 	if got, want := appendWelcome(nil, w), unhex(t, goldenWelcome); !bytes.Equal(got, want) {
 		t.Errorf("welcome\n got % x\nwant % x", got, want)
 	}
@@ -59,9 +60,9 @@ func TestSocketGoldenEncoding(t *testing.T) {
 		t.Errorf("error message\n got % x\nwant % x", got, want)
 	}
 	// The hellos round-trip.
-	wb := appendWelcome(nil, serverHello{flags: 1, timing: DefaultTiming(), maxTransfer: 4096, maxInFlight: 16, name: "A"})
+	wb := appendWelcome(nil, serverHello{flags: 1, timing: spibridge.DefaultTiming(), maxTransfer: 4096, maxInFlight: 16, name: "A"})
 	got, err := parseWelcome(wb[frameHeaderLen:])
-	if err != nil || got.timing != DefaultTiming() || got.maxTransfer != 4096 || got.maxInFlight != 16 || got.name != "A" || got.flags != 1 {
+	if err != nil || got.timing != spibridge.DefaultTiming() || got.maxTransfer != 4096 || got.maxInFlight != 16 || got.name != "A" || got.flags != 1 {
 		t.Errorf("parseWelcome: %+v, %v", got, err)
 	}
 }
@@ -143,7 +144,7 @@ func TestSocketGoldenClientBytes(t *testing.T) {
 func TestSocketGoldenServerBytes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
-		bus := NewInProcess(dev, DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(dev, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{Name: "A"})
 		defer srv.Close()
@@ -173,7 +174,7 @@ func TestStatusErrno(t *testing.T) {
 		err  error
 		want syscall.Errno
 	}{
-		{errClosed, syscall.EBADF},
+		{closedBusErr(t), syscall.EBADF},
 		{errors.Join(errors.New("a"), syscall.ETIMEDOUT), syscall.ETIMEDOUT},
 		{syscall.EINVAL, syscall.EINVAL},
 		{context.Canceled, syscall.ECANCELED},
@@ -207,4 +208,18 @@ func TestParseSocketAddr(t *testing.T) {
 			t.Errorf("ParseSocketAddr(%q): err %v, want an EINVAL spibridge error", in, err)
 		}
 	}
+}
+
+// closedBusErr is the error a closed in-process bus returns.
+func closedBusErr(t *testing.T) error {
+	t.Helper()
+	bus := spibridge.NewInProcess(newFakeDev(), spibridge.Timing{}, nil)
+	if err := bus.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := bus.Transfer(context.Background(), []byte{0}, []byte{0})
+	if err == nil {
+		t.Fatal("transfer on a closed bus succeeded")
+	}
+	return err
 }

@@ -1,4 +1,4 @@
-package spibridge
+package spidev
 
 import (
 	"bytes"
@@ -346,7 +346,7 @@ func TestSpidevHints(t *testing.T) {
 // BenchmarkSpidevTransfer is the transport's own cost per register read
 // (struct, validation, accounting) with a device that does nothing:
 //
-//	go test -run '^$' -bench SpidevTransfer -benchmem ./spibridge
+//	go test -run '^$' -bench SpidevTransfer -benchmem ./spibridge/spidev
 func BenchmarkSpidevTransfer(b *testing.B) {
 	s, err := newSpidev(SpidevConfig{Path: "/dev/spidev0.0"}, nopIoctler{})
 	if err != nil {

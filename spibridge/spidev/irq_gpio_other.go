@@ -1,6 +1,6 @@
 //go:build !linux
 
-package spibridge
+package spidev
 
 import (
 	"fmt"
