@@ -27,7 +27,7 @@ type restartable struct {
 }
 
 func (r *restartable) start() error {
-	ln, err := socket.ListenSocket(r.addr)
+	ln, err := socket.Listen(r.addr)
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func (r *restartable) kill() error {
 func TestChipServerRestartDuringTraffic(t *testing.T) {
 	dir := t.TempDir()
 	var servers [2]*restartable
-	var clients [2]*socket.SocketClient
+	var clients [2]*socket.Client
 	hook := func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
 		r := &restartable{addr: "unix:" + dir + "/" + string(rune('a'+i)) + ".sock", bus: bus}
 		if err := r.start(); err != nil {
@@ -61,7 +61,7 @@ func TestChipServerRestartDuringTraffic(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		cl, err := socket.DialSocket(ctx, r.addr, socket.ClientConfig{})
+		cl, err := socket.Dial(ctx, r.addr, socket.ClientConfig{})
 		if err != nil {
 			return nil, nil, errors.Join(err, r.kill())
 		}

@@ -13,7 +13,7 @@ import (
 
 // transports are the SPI transports the two-node tests run over: the
 // in-process bus, and the socket bridge (each chip's bus served by a
-// socket.Server, each driver on a socket.SocketClient). Over
+// socket.Server, each driver on a socket.Client). Over
 // net.Pipe the socket bridge runs in virtual time too; the real-time
 // tests also run it over Unix sockets (socketUnix).
 var transports = []struct {
@@ -39,7 +39,7 @@ func forEachTransport(t *testing.T, f func(t *testing.T, transport transportHook
 // returns a socket client to it.
 func socketPipe(_ int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
 	srv := socket.NewServer(bus, socket.ServerConfig{})
-	cl, err := socket.NewSocketClient(func(context.Context) (net.Conn, error) {
+	cl, err := socket.NewClient(func(context.Context) (net.Conn, error) {
 		c, s := net.Pipe()
 		go srv.ServeConn(context.Background(), s)
 		return c, nil
@@ -56,7 +56,7 @@ func socketPipe(_ int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer
 func socketUnix(dir string) transportHook {
 	return func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
 		addr := "unix:" + dir + "/" + string(rune('a'+i)) + ".sock"
-		ln, err := socket.ListenSocket(addr)
+		ln, err := socket.Listen(addr)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -65,7 +65,7 @@ func socketUnix(dir string) transportHook {
 		go func() { served <- srv.Serve(context.Background(), ln) }()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		cl, err := socket.DialSocket(ctx, addr, socket.ClientConfig{})
+		cl, err := socket.Dial(ctx, addr, socket.ClientConfig{})
 		if err != nil {
 			srv.Close()
 			return nil, nil, errors.Join(err, <-served)

@@ -73,7 +73,7 @@ func (o *hardwareOptions) validate(backend string) error {
 		return fmt.Errorf("one node (--spidev or a single --attach) runs with --backend netstack only")
 	}
 	for _, a := range o.attach {
-		if _, _, err := socket.ParseSocketAddr(a); err != nil {
+		if _, _, err := socket.ParseAddr(a); err != nil {
 			return fmt.Errorf("--attach: %w", err)
 		}
 	}
@@ -86,8 +86,8 @@ func (o *hardwareOptions) validate(backend string) error {
 }
 
 // dial opens the transport of one attached node.
-func dial(ctx context.Context, addr string, log *zap.Logger) (*socket.SocketClient, error) {
-	c, err := socket.DialSocket(ctx, addr, socket.ClientConfig{Logger: log})
+func dial(ctx context.Context, addr string, log *zap.Logger) (*socket.Client, error) {
+	c, err := socket.Dial(ctx, addr, socket.ClientConfig{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", addr, err)
 	}
@@ -132,7 +132,7 @@ func (o *hardwareOptions) openSingle(log *zap.Logger) (spibridge.Transport, erro
 	} else {
 		irq = spidev.NewPollInterrupt(o.irqPoll)
 	}
-	tr, err := spidev.OpenSpidev(spidev.SpidevConfig{Path: o.spidev, SpeedHz: o.speed, Interrupt: irq, Logger: log})
+	tr, err := spidev.Open(spidev.Config{Path: o.spidev, SpeedHz: o.speed, Interrupt: irq, Logger: log})
 	if err != nil {
 		irq.Close()
 		return nil, err

@@ -139,7 +139,7 @@ func regsCommand(args []string, stdout, stderr io.Writer) int {
 func openRegsTransport(o *regsOptions, log *zap.Logger) (spibridge.Transport, error) {
 	switch {
 	case o.spidev != "":
-		s, err := spidev.OpenSpidev(spidev.SpidevConfig{Path: o.spidev, SpeedHz: o.speed, Logger: log})
+		s, err := spidev.Open(spidev.Config{Path: o.spidev, SpeedHz: o.speed, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -149,7 +149,7 @@ func openRegsTransport(o *regsOptions, log *zap.Logger) (spibridge.Transport, er
 	case o.attach != "":
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return socket.DialSocket(ctx, o.attach, socket.ClientConfig{Logger: log})
+		return socket.Dial(ctx, o.attach, socket.ClientConfig{Logger: log})
 	}
 	return nil, errors.New("no transport chosen")
 }

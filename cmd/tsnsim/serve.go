@@ -103,7 +103,7 @@ func (o *serveOptions) validate() ([]served, error) {
 		if !ok || (name != "a" && name != "b") {
 			return nil, fmt.Errorf("--listen %q: want a=ADDR or b=ADDR", l)
 		}
-		network, _, err := socket.ParseSocketAddr(addr)
+		network, _, err := socket.ParseAddr(addr)
 		if err != nil {
 			return nil, fmt.Errorf("--listen %q: %w", l, err)
 		}
@@ -225,7 +225,7 @@ func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome,
 				return fmt.Errorf("socket directory: %w", err)
 			}
 		}
-		ln, err := socket.ListenSocket(c.addr)
+		ln, err := socket.Listen(c.addr)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.chip.Name(), err)
 		}

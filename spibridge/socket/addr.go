@@ -1,6 +1,6 @@
 // Package socket is the socket transport of spibridge: a Server that
 // serves one chip's bus (a spibridge.Transport, normally the in-process
-// bus) over a Unix or TCP stream socket, and a reconnecting SocketClient
+// bus) over a Unix or TCP stream socket, and a reconnecting Client
 // that is a spibridge.Transport in the driver's process. The wire format
 // is documented byte by byte in docs/socket-protocol.md.
 package socket
@@ -17,36 +17,36 @@ import (
 )
 
 // The socket bridge carries one chip's SPI bus and interrupt line over a
-// stream socket: a Server in the chip process, a SocketClient (a
+// stream socket: a Server in the chip process, a Client (a
 // Transport) in the driver process. The protocol is documented byte by
 // byte in docs/socket-protocol.md; these are its fixed figures.
 const (
-	// SocketVersion is the protocol version both hellos carry.
-	SocketVersion = 1
-	// SocketMaxTransfer is the longest SPI transfer the protocol carries
+	// Version is the protocol version both hellos carry.
+	Version = 1
+	// MaxTransfer is the longest SPI transfer the protocol carries
 	// (the default bufsiz of Linux spidev).
-	SocketMaxTransfer = 4096
-	// SocketMaxInFlight is the most requests a server may allow in flight
+	MaxTransfer = 4096
+	// MaxInFlight is the most requests a server may allow in flight
 	// on one connection (it advertises its own bound in its hello).
-	SocketMaxInFlight = 256
-	// SocketMaxText is the longest error text a message carries.
-	SocketMaxText = 255
-	// SocketMaxName is the longest chip name a server hello carries.
-	SocketMaxName = 64
+	MaxInFlight = 256
+	// MaxText is the longest error text a message carries.
+	MaxText = 255
+	// MaxName is the longest chip name a server hello carries.
+	MaxName = 64
 )
 
 // socketMagic opens both hellos.
 const socketMagic = "TSNB"
 
-// socketDialProbe bounds the probe ListenSocket makes of an existing
+// socketDialProbe bounds the probe Listen makes of an existing
 // socket file.
 const socketDialProbe = time.Second
 
-// ParseSocketAddr parses "unix:PATH" or "tcp:HOST:PORT" into the network
+// ParseAddr parses "unix:PATH" or "tcp:HOST:PORT" into the network
 // and address net.Dial and net.Listen take. An empty HOST means
 // 127.0.0.1; IPv6 hosts are bracketed ("tcp:[::1]:7000"). Anything else
 // is an error wrapping EINVAL.
-func ParseSocketAddr(s string) (network, address string, err error) {
+func ParseAddr(s string) (network, address string, err error) {
 	kind, rest, ok := strings.Cut(s, ":")
 	if !ok {
 		return "", "", fmt.Errorf("spibridge: socket address %q: want unix:PATH or tcp:HOST:PORT: %w", s, syscall.EINVAL)
@@ -76,13 +76,13 @@ func ParseSocketAddr(s string) (network, address string, err error) {
 	}
 }
 
-// ListenSocket listens on addr (see ParseSocketAddr). A Unix socket file
+// Listen listens on addr (see ParseAddr). A Unix socket file
 // is created with mode 0600 and removed when the listener closes. An
 // existing socket file nobody listens on (left by a killed process) is
 // replaced; one with a live listener, or a path that is not a socket, is
 // an error wrapping EADDRINUSE. Callers decide whether tcp is allowed.
-func ListenSocket(addr string) (net.Listener, error) {
-	network, address, err := ParseSocketAddr(addr)
+func Listen(addr string) (net.Listener, error) {
+	network, address, err := ParseAddr(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -54,14 +54,14 @@ func BenchmarkSocketTransfer(b *testing.B) {
 			bus := spibridge.NewInProcess(c, spibridge.Timing{}, nil)
 			defer bus.Close()
 			path := filepath.Join(b.TempDir(), "chip.sock")
-			ln, err := ListenSocket("unix:" + path)
+			ln, err := Listen("unix:" + path)
 			if err != nil {
 				b.Fatal(err)
 			}
 			srv := NewServer(bus, ServerConfig{})
 			go srv.Serve(context.Background(), ln)
 			defer srv.Close()
-			cl, err := DialSocket(context.Background(), "unix:"+path, ClientConfig{})
+			cl, err := Dial(context.Background(), "unix:"+path, ClientConfig{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -100,8 +100,8 @@ func BenchmarkBareUnixRoundTrip(b *testing.B) {
 					return
 				}
 				defer c.Close()
-				br := bufio.NewReaderSize(c, 4+SocketMaxTransfer)
-				buf := make([]byte, 4+SocketMaxTransfer)
+				br := bufio.NewReaderSize(c, 4+MaxTransfer)
+				buf := make([]byte, 4+MaxTransfer)
 				for {
 					if _, err := io.ReadFull(br, buf[:4]); err != nil {
 						return
@@ -122,7 +122,7 @@ func BenchmarkBareUnixRoundTrip(b *testing.B) {
 			req := make([]byte, 4+n)
 			binary.BigEndian.PutUint32(req, uint32(n))
 			resp := make([]byte, 4+n)
-			br := bufio.NewReaderSize(c, 4+SocketMaxTransfer)
+			br := bufio.NewReaderSize(c, 4+MaxTransfer)
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := c.Write(req); err != nil {

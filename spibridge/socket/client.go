@@ -25,7 +25,7 @@ const (
 	DefaultClientMaxInFlight = 16
 )
 
-// ClientConfig sets up a SocketClient. Zero fields take the defaults
+// ClientConfig sets up a Client. Zero fields take the defaults
 // above.
 type ClientConfig struct {
 	Logger *zap.Logger
@@ -67,10 +67,10 @@ func (c *ClientConfig) setDefaults() {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultClientMaxInFlight
 	}
-	c.MaxInFlight = min(c.MaxInFlight, SocketMaxInFlight)
+	c.MaxInFlight = min(c.MaxInFlight, MaxInFlight)
 }
 
-// ClientStats is the accounting of one SocketClient.
+// ClientStats is the accounting of one Client.
 type ClientStats struct {
 	Connected bool             // a connection is up now
 	Server    string           // chip name from the last server hello
@@ -89,11 +89,11 @@ type ClientStats struct {
 	Interrupts     uint64 // interrupt messages received
 }
 
-// SocketClient is a Transport to a chip served by a Server in another
+// Client is a Transport to a chip served by a Server in another
 // process. Several goroutines may have transfers in flight at once. It
 // reconnects by itself; while disconnected, transfers fail fast with
 // ENOTCONN.
-type SocketClient struct {
+type Client struct {
 	dial func(ctx context.Context) (net.Conn, error)
 	cfg  ClientConfig
 	log  *zap.Logger
@@ -114,13 +114,13 @@ type SocketClient struct {
 	transfers, cancelled, interrupts atomic.Uint64
 }
 
-// DialSocket connects to the server at addr ("unix:PATH" or
+// Dial connects to the server at addr ("unix:PATH" or
 // "tcp:HOST:PORT") and returns a client. The first connection must
 // succeed within ctx and cfg.DialTimeout (its error wraps the dial's
 // errno, e.g. ECONNREFUSED or ENOENT); after that the client reconnects by
 // itself until Close.
-func DialSocket(ctx context.Context, addr string, cfg ClientConfig) (*SocketClient, error) {
-	network, address, err := ParseSocketAddr(addr)
+func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
+	network, address, err := ParseAddr(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -129,15 +129,15 @@ func DialSocket(ctx context.Context, addr string, cfg ClientConfig) (*SocketClie
 	return newSocketClient(ctx, dial, cfg)
 }
 
-// NewSocketClient is DialSocket with an injectable dialer (tests pass one
+// NewClient is Dial with an injectable dialer (tests pass one
 // end of a net.Pipe).
-func NewSocketClient(dial func(ctx context.Context) (net.Conn, error), cfg ClientConfig) (*SocketClient, error) {
+func NewClient(dial func(ctx context.Context) (net.Conn, error), cfg ClientConfig) (*Client, error) {
 	return newSocketClient(context.Background(), dial, cfg)
 }
 
-func newSocketClient(ctx context.Context, dial func(ctx context.Context) (net.Conn, error), cfg ClientConfig) (*SocketClient, error) {
+func newSocketClient(ctx context.Context, dial func(ctx context.Context) (net.Conn, error), cfg ClientConfig) (*Client, error) {
 	cfg.setDefaults()
-	c := &SocketClient{
+	c := &Client{
 		dial: dial, cfg: cfg,
 		log:  cfg.Logger.Named("socket-client"),
 		irq:  make(chan struct{}, 1),
@@ -166,7 +166,7 @@ func mergeCancel(a, b context.Context) (context.Context, context.CancelFunc) {
 }
 
 // install makes cc the current connection; false if the client is closed.
-func (c *SocketClient) install(cc *clientConn) bool {
+func (c *Client) install(cc *clientConn) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed.Load() {
@@ -179,10 +179,10 @@ func (c *SocketClient) install(cc *clientConn) bool {
 }
 
 // lost is called once by a dying connection.
-func (c *SocketClient) lost(cc *clientConn, cause error) {
+func (c *Client) lost(cc *clientConn, cause error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var pe *SocketProtocolError
+	var pe *ProtocolError
 	if errors.As(cause, &pe) {
 		c.stats.ProtocolErrors++
 	}
@@ -196,7 +196,7 @@ func (c *SocketClient) lost(cc *clientConn, cause error) {
 
 // reconnectLoop reconnects after each lost connection, with exponential
 // backoff, until Close.
-func (c *SocketClient) reconnectLoop() {
+func (c *Client) reconnectLoop() {
 	defer close(c.done)
 	c.log.Debug("reconnect loop started")
 	defer c.log.Debug("reconnect loop stopped")
@@ -243,19 +243,19 @@ var errClientClosed = errors.New("spibridge: socket client closed")
 // ECONNRESET or EPIPE when the connection is lost with the transfer in
 // flight (the chip may or may not have acted), ETIMEDOUT when no result
 // comes within the server's timeout plus the grace, EMSGSIZE over
-// SocketMaxTransfer, EBADF after Close.
-func (c *SocketClient) Transfer(ctx context.Context, tx, rx []byte) error {
+// MaxTransfer, EBADF after Close.
+func (c *Client) Transfer(ctx context.Context, tx, rx []byte) error {
 	err := c.transfer(ctx, tx, rx)
 	c.count(err)
 	return err
 }
 
-func (c *SocketClient) transfer(ctx context.Context, tx, rx []byte) error {
+func (c *Client) transfer(ctx context.Context, tx, rx []byte) error {
 	if len(tx) == 0 || len(rx) != len(tx) {
 		return fmt.Errorf("spibridge: socket: transfer of %d bytes into a %d-byte buffer: %w", len(tx), len(rx), syscall.EINVAL)
 	}
-	if len(tx) > SocketMaxTransfer {
-		return fmt.Errorf("spibridge: socket: transfer of %d bytes, the limit is %d: %w", len(tx), SocketMaxTransfer, syscall.EMSGSIZE)
+	if len(tx) > MaxTransfer {
+		return fmt.Errorf("spibridge: socket: transfer of %d bytes, the limit is %d: %w", len(tx), MaxTransfer, syscall.EMSGSIZE)
 	}
 	cc := c.cur.Load()
 	if cc == nil {
@@ -268,7 +268,7 @@ func (c *SocketClient) transfer(ctx context.Context, tx, rx []byte) error {
 }
 
 // count accounts for one finished transfer.
-func (c *SocketClient) count(err error) {
+func (c *Client) count(err error) {
 	if err == nil {
 		c.transfers.Add(1)
 		return
@@ -286,12 +286,12 @@ func (c *SocketClient) count(err error) {
 
 // Interrupt implements Transport: the edges the server pushes, plus one
 // after each reconnect. The channel is the same across reconnects.
-func (c *SocketClient) Interrupt() <-chan struct{} { return c.irq }
+func (c *Client) Interrupt() <-chan struct{} { return c.irq }
 
 // Close implements Transport: it drops the connection (transfers in
 // flight fail with EBADF), stops reconnecting and waits for its
 // goroutines.
-func (c *SocketClient) Close() error {
+func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed.Swap(true) {
 		c.mu.Unlock()
@@ -309,7 +309,7 @@ func (c *SocketClient) Close() error {
 }
 
 // Stats returns the client's accounting.
-func (c *SocketClient) Stats() ClientStats {
+func (c *Client) Stats() ClientStats {
 	c.mu.Lock()
 	s := c.stats
 	s.Errors = maps.Clone(c.stats.Errors)
@@ -321,4 +321,4 @@ func (c *SocketClient) Stats() ClientStats {
 	return s
 }
 
-var _ spibridge.Transport = (*SocketClient)(nil)
+var _ spibridge.Transport = (*Client)(nil)

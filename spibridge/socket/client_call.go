@@ -327,7 +327,7 @@ func (cc *clientConn) readOne() error {
 
 // serverError reads the error message the server closes with.
 func (cc *clientConn) serverError(br *bufio.Reader, n int) error {
-	var b [errorMinLen + SocketMaxText]byte
+	var b [errorMinLen + MaxText]byte
 	if err := readBody(br, b[:n]); err != nil {
 		return err
 	}
@@ -346,8 +346,8 @@ func (cc *clientConn) readResult(n int, claimed **sockCall) error {
 	if status >= numStatuses {
 		return protoErr(reasonBadResult, "unknown status %d", status)
 	}
-	if status != statusOK && m > SocketMaxText {
-		return protoErr(reasonBadResult, "error text of %d bytes, limit %d", m, SocketMaxText)
+	if status != statusOK && m > MaxText {
+		return protoErr(reasonBadResult, "error text of %d bytes, limit %d", m, MaxText)
 	}
 	cc.mu.Lock()
 	cl := cc.pending[id]

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// clientConn is one connection of a SocketClient to its server: a
+// clientConn is one connection of a Client to its server: a
 // request connection and, unless the client wants no interrupts, an
 // interrupt connection.
 //
@@ -28,7 +28,7 @@ import (
 // its own reader goroutine, which also notices a server that went away
 // while the client is idle.
 type clientConn struct {
-	cl  *SocketClient
+	cl  *Client
 	nc  net.Conn // requests and results
 	br  *bufio.Reader
 	inc net.Conn // interrupts; nil with NoInterrupts
@@ -80,7 +80,7 @@ type sockCall struct {
 	out       []byte        // request message: header, id, MOSI
 	in        []byte        // MISO of an OK result
 	status    uint8
-	text      [SocketMaxText]byte
+	text      [MaxText]byte
 	textLen   int
 	err       error // the connection died with the call in flight
 	state     callState
@@ -94,7 +94,7 @@ var socketPast = time.Unix(1, 0)
 
 // connect dials the request connection and, if the client wants
 // interrupts, the interrupt connection, exchanging hellos on each.
-func (c *SocketClient) connect(ctx context.Context) (*clientConn, error) {
+func (c *Client) connect(ctx context.Context) (*clientConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	nc, br, w, err := c.open(dctx, 0)
@@ -148,7 +148,7 @@ func (c *SocketClient) connect(ctx context.Context) (*clientConn, error) {
 }
 
 // open dials one connection and exchanges hellos.
-func (c *SocketClient) open(ctx context.Context, flags uint16) (net.Conn, *bufio.Reader, serverHello, error) {
+func (c *Client) open(ctx context.Context, flags uint16) (net.Conn, *bufio.Reader, serverHello, error) {
 	nc, err := c.dial(ctx)
 	if err != nil {
 		return nil, nil, serverHello{}, fmt.Errorf("spibridge: socket: connect: %w", err)
@@ -171,7 +171,7 @@ func handshake(ctx context.Context, nc net.Conn, flags uint16) (*bufio.Reader, s
 	if _, err := nc.Write(appendHello(nil, flags)); err != nil {
 		return nil, serverHello{}, fmt.Errorf("spibridge: socket: sending the hello: %w", timeoutErrno(err))
 	}
-	br := bufio.NewReaderSize(nc, frameHeaderLen+resultHdrLen+SocketMaxTransfer)
+	br := bufio.NewReaderSize(nc, frameHeaderLen+resultHdrLen+MaxTransfer)
 	var hdr [frameHeaderLen]byte
 	typ, n, err := readHeader(br, &hdr, fromServer)
 	if err == io.EOF {
@@ -183,7 +183,7 @@ func handshake(ctx context.Context, nc net.Conn, flags uint16) (*bufio.Reader, s
 	if typ != msgWelcome && typ != msgError {
 		return nil, serverHello{}, protoErr(reasonUnexpected, "server's first message of type 0x%02x, want its hello", uint8(typ))
 	}
-	var body [max(welcomeMaxLen, errorMinLen+SocketMaxText)]byte
+	var body [max(welcomeMaxLen, errorMinLen+MaxText)]byte
 	if err := readBody(br, body[:n]); err != nil {
 		return nil, serverHello{}, helloErr(err)
 	}
@@ -203,7 +203,7 @@ func handshake(ctx context.Context, nc net.Conn, flags uint16) (*bufio.Reader, s
 
 // helloErr wraps an error met while waiting for the server's hello.
 func helloErr(err error) error {
-	var pe *SocketProtocolError
+	var pe *ProtocolError
 	if errors.As(err, &pe) {
 		return err
 	}
@@ -243,7 +243,7 @@ func (cc *clientConn) kill(cause error, errno syscall.Errno) {
 		cl.err = lostErr(cl.n, cause, errno)
 		cc.resolve(cl)
 	}
-	var pe *SocketProtocolError
+	var pe *ProtocolError
 	if errors.As(cause, &pe) {
 		cc.log.Warn("dropping the connection: protocol error", zap.String("reason", pe.Reason), zap.String("detail", pe.Detail))
 	}

@@ -41,7 +41,7 @@ func decodeStream(br *bufio.Reader, hdr *[frameHeaderLen]byte, body []byte, dir 
 		case msgWelcome:
 			_, err = parseWelcome(body[:n])
 		case msgResult:
-			if st := body[4]; st >= numStatuses || (st != statusOK && n-resultHdrLen > SocketMaxText) {
+			if st := body[4]; st >= numStatuses || (st != statusOK && n-resultHdrLen > MaxText) {
 				err = protoErr(reasonBadResult, "status %d with %d bytes", st, n-resultHdrLen)
 			}
 		}
@@ -63,7 +63,7 @@ func checkDecode(t *testing.T, data []byte, dir msgDirection, maxBody int) {
 		rd.Reset(data)
 		br.Reset(rd)
 		_, err := decodeStream(br, &hdr, body, dir)
-		var pe *SocketProtocolError
+		var pe *ProtocolError
 		if err != io.EOF && !errors.As(err, &pe) {
 			t.Fatalf("decoding % x: %v, want EOF or a protocol error", data, err)
 		}
@@ -90,7 +90,7 @@ func FuzzSocketServerDecode(f *testing.F) {
 		goldenHello+" ff ff ff ff 03", goldenHello+" 00 00 00 05 03 00 00 00 01", "00 00 00 09 01 54 53 4e 42 00 02 00 01",
 		goldenHello+" 00 00 10 05 03 00 00 00 01", goldenRequest, goldenHello+" 00 00 00 01 7f", "")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkDecode(t, data, fromClient, transferHdrLen+SocketMaxTransfer)
+		checkDecode(t, data, fromClient, transferHdrLen+MaxTransfer)
 		synctest.Test(t, func(t *testing.T) {
 			bus := spibridge.NewInProcess(echoDev{make(chan struct{})}, spibridge.Timing{}, nil)
 			defer bus.Close()
@@ -112,7 +112,7 @@ func FuzzSocketServerDecode(f *testing.F) {
 				served = <-res
 			}
 			c.Close()
-			var pe *SocketProtocolError
+			var pe *ProtocolError
 			if served != nil && !errors.As(served, &pe) {
 				t.Logf("ServeConn: %v", served) // write failures after our close
 			}
@@ -120,9 +120,9 @@ func FuzzSocketServerDecode(f *testing.F) {
 			reply := <-out
 			br := bufio.NewReader(bytes.NewReader(reply))
 			var hdr [frameHeaderLen]byte
-			body := make([]byte, resultHdrLen+SocketMaxTransfer)
+			body := make([]byte, resultHdrLen+MaxTransfer)
 			if n, err := decodeStream(br, &hdr, body, fromServer); err != io.EOF {
-				var pe *SocketProtocolError
+				var pe *ProtocolError
 				if !errors.As(err, &pe) || pe.code != reasonShort || pe.Reason == "" {
 					t.Errorf("server reply % x: message %d: %v", reply, n, err)
 				}
@@ -152,7 +152,7 @@ func FuzzSocketClientDecode(f *testing.F) {
 		}
 		mode, stream := data[0], data[1:]
 		afterHello, onIRQ := mode&1 == 1, mode&2 == 2
-		checkDecode(t, stream, fromServer, resultHdrLen+SocketMaxTransfer)
+		checkDecode(t, stream, fromServer, resultHdrLen+MaxTransfer)
 		synctest.Test(t, func(t *testing.T) {
 			var mu sync.Mutex
 			dials := 0
@@ -186,7 +186,7 @@ func FuzzSocketClientDecode(f *testing.F) {
 				}()
 				return c, nil
 			}
-			cl, err := NewSocketClient(dial, ClientConfig{NoInterrupts: !onIRQ})
+			cl, err := NewClient(dial, ClientConfig{NoInterrupts: !onIRQ})
 			if !afterHello {
 				if err == nil {
 					cl.Close()

@@ -69,9 +69,9 @@ func writeAll(t *testing.T, c net.Conn, b []byte) {
 }
 
 // newPipeClient connects a client to srv over net.Pipe.
-func newPipeClient(t *testing.T, srv *Server, cfg ClientConfig) *SocketClient {
+func newPipeClient(t *testing.T, srv *Server, cfg ClientConfig) *Client {
 	t.Helper()
-	cl, err := NewSocketClient(pipeDialer(srv, nil), cfg)
+	cl, err := NewClient(pipeDialer(srv, nil), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

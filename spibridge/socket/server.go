@@ -39,7 +39,7 @@ type ServerConfig struct {
 	// with an error message. A client that wants interrupts uses two.
 	MaxConns int
 	// MaxInFlight bounds the requests in flight on one connection (at
-	// most SocketMaxInFlight); a request over it is answered EBUSY.
+	// most MaxInFlight); a request over it is answered EBUSY.
 	MaxInFlight int
 	// HelloTimeout bounds the wait for a client's hello.
 	HelloTimeout time.Duration
@@ -58,7 +58,7 @@ func (c *ServerConfig) setDefaults() {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultServerMaxInFlight
 	}
-	c.MaxInFlight = min(c.MaxInFlight, SocketMaxInFlight)
+	c.MaxInFlight = min(c.MaxInFlight, MaxInFlight)
 	if c.HelloTimeout <= 0 {
 		c.HelloTimeout = DefaultServerHelloTimeout
 	}
@@ -210,7 +210,7 @@ func (s *Server) isClosed() bool {
 
 // ServeConn serves one connection until the client goes away, ctx is
 // done or Close is called, and closes it. It returns nil for an orderly
-// end, a *SocketProtocolError if the client broke the protocol (the
+// end, a *ProtocolError if the client broke the protocol (the
 // connection is closed after an error message; other connections are not
 // affected), or the I/O error that ended the connection.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
@@ -283,7 +283,7 @@ func (s *Server) closedConn(sc *serverConn, err error) {
 	defer s.mu.Unlock()
 	delete(s.conns, sc)
 	s.stats.Closed++
-	var pe *SocketProtocolError
+	var pe *ProtocolError
 	switch {
 	case err == nil:
 	case errors.As(err, &pe):

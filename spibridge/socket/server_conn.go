@@ -76,13 +76,13 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 	bound := s.cfg.MaxInFlight
 	sc := &serverConn{
 		srv: s, nc: nc,
-		br:      bufio.NewReaderSize(nc, frameHeaderLen+transferHdrLen+SocketMaxTransfer),
+		br:      bufio.NewReaderSize(nc, frameHeaderLen+transferHdrLen+MaxTransfer),
 		log:     s.log.With(zap.String("remote", socketPeer(nc))),
 		bound:   int32(bound),
 		free:    make(chan *sockSlot, 2*bound),
 		irq:     make(chan struct{}, 1),
 		readErr: make(chan error, 1),
-		replyB:  make([]byte, 0, resultPrefix+SocketMaxText),
+		replyB:  make([]byte, 0, resultPrefix+MaxText),
 	}
 	for range 2 * bound {
 		sc.free <- &sockSlot{}
@@ -104,7 +104,7 @@ func (sc *serverConn) serve() error {
 		go sc.readRole()
 		err = <-sc.readErr
 	}
-	var pe *SocketProtocolError
+	var pe *ProtocolError
 	if werr, ok := sc.wfail.Load().(error); ok && !errors.As(err, &pe) {
 		err = werr // the reader only saw the connection the failed write closed
 	}
@@ -159,7 +159,7 @@ func (sc *serverConn) handshake() error {
 		return err
 	}
 	sc.nc.SetReadDeadline(time.Time{})
-	w := serverHello{timing: s.timing, maxTransfer: SocketMaxTransfer, maxInFlight: int(sc.bound), name: s.cfg.Name}
+	w := serverHello{timing: s.timing, maxTransfer: MaxTransfer, maxInFlight: int(sc.bound), name: s.cfg.Name}
 	wantIRQ := h.flags&flagInterrupts != 0
 	if wantIRQ {
 		w.flags |= flagInterrupts
@@ -241,7 +241,7 @@ func (sc *serverConn) request(n int) (*sockSlot, error) {
 	}
 	if cap(sl.tx) < m {
 		sl.tx = make([]byte, m)
-		sl.out = make([]byte, resultPrefix+max(m, SocketMaxText))
+		sl.out = make([]byte, resultPrefix+max(m, MaxText))
 	}
 	if err := readBody(sc.br, sl.tx[:m]); err != nil {
 		sc.free <- sl
@@ -337,7 +337,7 @@ func (sc *serverConn) refreshWriteDeadline() {
 
 // sayError sends the error message that precedes closing the connection
 // for a protocol error, and stops all later writes.
-func (sc *serverConn) sayError(pe *SocketProtocolError) {
+func (sc *serverConn) sayError(pe *ProtocolError) {
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
 	if sc.wclosed {

@@ -262,7 +262,7 @@ func TestSocketClientGivesUp(t *testing.T) {
 			}
 			return c, nil
 		}
-		cl, err := NewSocketClient(dial, ClientConfig{BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Grace: 100 * time.Millisecond})
+		cl, err := NewClient(dial, ClientConfig{BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Grace: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -413,14 +413,14 @@ func TestSocketClientErrors(t *testing.T) {
 		}{
 			{nil, nil, syscall.EINVAL},
 			{proto.RegRead(0), make([]byte, 7), syscall.EINVAL},
-			{make([]byte, SocketMaxTransfer+1), make([]byte, SocketMaxTransfer+1), syscall.EMSGSIZE},
+			{make([]byte, MaxTransfer+1), make([]byte, MaxTransfer+1), syscall.EMSGSIZE},
 		} {
 			if err := cl.Transfer(ctx, tc.tx, tc.rx); !errors.Is(err, tc.want) {
 				t.Errorf("transfer of %d into %d bytes: %v, want %v", len(tc.tx), len(tc.rx), err, tc.want)
 			}
 		}
 		// The largest transfer goes through.
-		big := make([]byte, SocketMaxTransfer)
+		big := make([]byte, MaxTransfer)
 		if err := cl.Transfer(ctx, big, make([]byte, len(big))); err != nil {
 			t.Errorf("%d-byte transfer: %v", len(big), err)
 		}
@@ -455,7 +455,7 @@ func TestSocketServerClose(t *testing.T) {
 		bus := spibridge.NewInProcess(dev, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
 		srv := NewServer(bus, ServerConfig{})
-		cl, err := NewSocketClient(pipeDialer(srv, nil), ClientConfig{BackoffMin: time.Hour, BackoffMax: time.Hour})
+		cl, err := NewClient(pipeDialer(srv, nil), ClientConfig{BackoffMin: time.Hour, BackoffMax: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -497,7 +497,7 @@ func TestSocketMaxConns(t *testing.T) {
 		defer srv.Close()
 		cl := newPipeClient(t, srv, ClientConfig{})
 		defer cl.Close()
-		_, err := NewSocketClient(pipeDialer(srv, nil), ClientConfig{})
+		_, err := NewClient(pipeDialer(srv, nil), ClientConfig{})
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("second client: %v, want ECONNREFUSED", err)
 		}
@@ -568,7 +568,7 @@ func TestSocketMalformedInput(t *testing.T) {
 					c.Close()
 				}
 				err := <-res
-				var pe *SocketProtocolError
+				var pe *ProtocolError
 				if !errors.As(err, &pe) || pe.Reason != tc.reason.String() || !errors.Is(err, syscall.EPROTO) {
 					t.Fatalf("ServeConn: %v, want a protocol error %q", err, tc.reason)
 				}

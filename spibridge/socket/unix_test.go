@@ -24,7 +24,7 @@ import (
 // server and waits for Serve to return nil.
 func serveUnix(t *testing.T, bus spibridge.Transport, path string) (srv *Server, stop func()) {
 	t.Helper()
-	ln, err := ListenSocket("unix:" + path)
+	ln, err := Listen("unix:" + path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestSocketUnixRegisterRead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.sock")
 	_, stop := serveUnix(t, bus, path)
 	defer stop()
-	cl, err := DialSocket(context.Background(), "unix:"+path, ClientConfig{})
+	cl, err := Dial(context.Background(), "unix:"+path, ClientConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestSocketUnixReconnect(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.sock")
 	_, stop := serveUnix(t, bus, path)
 	defer stop()
-	cl, err := DialSocket(context.Background(), "unix:"+path, ClientConfig{BackoffMin: 2 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+	cl, err := Dial(context.Background(), "unix:"+path, ClientConfig{BackoffMin: 2 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestListenSocket(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "a.sock")
-	ln, err := ListenSocket("unix:" + path)
+	ln, err := Listen("unix:" + path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestListenSocket(t *testing.T) {
 		}
 		close(accepted)
 	}()
-	if _, err := ListenSocket("unix:" + path); !errors.Is(err, syscall.EADDRINUSE) {
+	if _, err := Listen("unix:" + path); !errors.Is(err, syscall.EADDRINUSE) {
 		t.Errorf("listening over a live socket: %v, want EADDRINUSE", err)
 	}
 	<-accepted
@@ -207,7 +207,7 @@ func TestListenSocket(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("stale socket file not left behind: %v", err)
 	}
-	ln, err = ListenSocket("unix:" + path)
+	ln, err = Listen("unix:" + path)
 	if err != nil {
 		t.Fatalf("listening over a stale socket: %v", err)
 	}
@@ -218,17 +218,17 @@ func TestListenSocket(t *testing.T) {
 	// A path that is not a socket is not touched.
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, []byte("keep"), 0o644)
-	if _, err := ListenSocket("unix:" + file); !errors.Is(err, syscall.EADDRINUSE) {
+	if _, err := Listen("unix:" + file); !errors.Is(err, syscall.EADDRINUSE) {
 		t.Errorf("listening over a regular file: %v, want EADDRINUSE", err)
 	}
 	if b, _ := os.ReadFile(file); string(b) != "keep" {
 		t.Error("regular file clobbered")
 	}
-	if _, err := ListenSocket("udp:1"); !errors.Is(err, syscall.EINVAL) {
+	if _, err := Listen("udp:1"); !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("bad address: %v", err)
 	}
 	// Dialing a missing socket fails with the OS's errno.
-	if _, err := DialSocket(context.Background(), "unix:"+path, ClientConfig{}); !errors.Is(err, syscall.ENOENT) {
+	if _, err := Dial(context.Background(), "unix:"+path, ClientConfig{}); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("dialing a missing socket: %v, want ENOENT", err)
 	}
 }
@@ -238,7 +238,7 @@ func TestSocketTCP(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	bus := spibridge.NewInProcess(echoDev{make(chan struct{})}, spibridge.Timing{}, nil)
 	defer bus.Close()
-	ln, err := ListenSocket("tcp::0")
+	ln, err := Listen("tcp::0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestSocketTCP(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	cl, err := DialSocket(context.Background(), "tcp:"+ln.Addr().String(), ClientConfig{})
+	cl, err := Dial(context.Background(), "tcp:"+ln.Addr().String(), ClientConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,13 +41,13 @@ const (
 	helloLen       = 8  // version 1: magic, version, flags
 	helloMaxLen    = 64 // bound for hellos of other versions
 	welcomeMinLen  = 40 // version 1 without the name
-	welcomeMaxLen  = welcomeMinLen + SocketMaxName
+	welcomeMaxLen  = welcomeMinLen + MaxName
 	transferHdrLen = 4 // id
 	resultHdrLen   = 5 // id, status
 	errorMinLen    = 1 // code
 	// socketMaxLength is the largest length field either side accepts:
-	// a result carrying SocketMaxTransfer bytes.
-	socketMaxLength = 1 + resultHdrLen + SocketMaxTransfer
+	// a result carrying MaxTransfer bytes.
+	socketMaxLength = 1 + resultHdrLen + MaxTransfer
 )
 
 // Hello flags.
@@ -122,15 +122,15 @@ func msgBounds(dir msgDirection, typ msgType) (b msgBodyBounds, ok bool) {
 	case dir == fromClient && typ == msgHello:
 		return msgBodyBounds{helloMinLen, helloMaxLen}, true
 	case dir == fromClient && typ == msgTransfer:
-		return msgBodyBounds{transferHdrLen + 1, transferHdrLen + SocketMaxTransfer}, true
+		return msgBodyBounds{transferHdrLen + 1, transferHdrLen + MaxTransfer}, true
 	case dir == fromServer && typ == msgWelcome:
 		return msgBodyBounds{welcomeMinLen, welcomeMaxLen}, true
 	case dir == fromServer && typ == msgResult:
-		return msgBodyBounds{resultHdrLen, resultHdrLen + SocketMaxTransfer}, true
+		return msgBodyBounds{resultHdrLen, resultHdrLen + MaxTransfer}, true
 	case dir == fromServer && typ == msgIRQ:
 		return msgBodyBounds{0, 0}, true
 	case dir == fromServer && typ == msgError:
-		return msgBodyBounds{errorMinLen, errorMinLen + SocketMaxText}, true
+		return msgBodyBounds{errorMinLen, errorMinLen + MaxText}, true
 	}
 	return msgBodyBounds{}, false
 }
@@ -180,25 +180,25 @@ func (r closeReason) String() string {
 	return fmt.Sprintf("reason %d", uint8(r))
 }
 
-// SocketProtocolError is why the socket bridge closed a connection: the
+// ProtocolError is why the socket bridge closed a connection: the
 // peer broke the protocol (or, for "too many connections" and "hello
 // timeout", the connection could not be served). It wraps EPROTO.
-type SocketProtocolError struct {
+type ProtocolError struct {
 	Reason string // a fixed phrase: "short message", "oversized length", ...
 	Detail string
 	code   closeReason
 }
 
 // Error implements error.
-func (e *SocketProtocolError) Error() string {
+func (e *ProtocolError) Error() string {
 	return "spibridge: socket protocol error: " + e.Reason + ": " + e.Detail
 }
 
 // Unwrap makes errors.Is(err, syscall.EPROTO) true.
-func (e *SocketProtocolError) Unwrap() error { return syscall.EPROTO }
+func (e *ProtocolError) Unwrap() error { return syscall.EPROTO }
 
-func protoErr(r closeReason, format string, args ...any) *SocketProtocolError {
-	return &SocketProtocolError{Reason: r.String(), Detail: fmt.Sprintf(format, args...), code: r}
+func protoErr(r closeReason, format string, args ...any) *ProtocolError {
+	return &ProtocolError{Reason: r.String(), Detail: fmt.Sprintf(format, args...), code: r}
 }
 
 // readHeader reads one message header from r and checks its length
@@ -286,7 +286,7 @@ func appendHello(b []byte, flags uint16) []byte {
 	var m [frameHeaderLen + helloLen]byte
 	putHeader(m[:], msgHello, helloLen)
 	copy(m[5:9], socketMagic)
-	binary.BigEndian.PutUint16(m[9:11], SocketVersion)
+	binary.BigEndian.PutUint16(m[9:11], Version)
 	binary.BigEndian.PutUint16(m[11:13], flags)
 	return append(b, m[:]...)
 }
@@ -297,8 +297,8 @@ func parseHello(b []byte) (clientHello, error) {
 		return clientHello{}, protoErr(reasonBadMagic, "hello starts % x, want %q", b[0:4], socketMagic)
 	}
 	h := clientHello{version: binary.BigEndian.Uint16(b[4:6])}
-	if h.version != SocketVersion {
-		return h, protoErr(reasonBadVersion, "client speaks version %d, server speaks %d", h.version, SocketVersion)
+	if h.version != Version {
+		return h, protoErr(reasonBadVersion, "client speaks version %d, server speaks %d", h.version, Version)
 	}
 	if len(b) != helloLen {
 		return h, protoErr(reasonBadLength, "version %d hello of %d bytes, want %d", h.version, len(b), helloLen)
@@ -319,13 +319,13 @@ type serverHello struct {
 
 // appendWelcome appends a server hello message to b.
 func appendWelcome(b []byte, w serverHello) []byte {
-	name := w.name[:min(len(w.name), SocketMaxName)]
+	name := w.name[:min(len(w.name), MaxName)]
 	n := welcomeMinLen + len(name)
 	var m [frameHeaderLen + welcomeMinLen]byte
 	putHeader(m[:], msgWelcome, n)
 	p := m[frameHeaderLen:]
 	copy(p[0:4], socketMagic)
-	binary.BigEndian.PutUint16(p[4:6], SocketVersion)
+	binary.BigEndian.PutUint16(p[4:6], Version)
 	binary.BigEndian.PutUint16(p[6:8], w.flags)
 	binary.BigEndian.PutUint64(p[8:16], uint64(max(w.timing.ClockHz, 0)))
 	binary.BigEndian.PutUint64(p[16:24], uint64(max(w.timing.Overhead, 0)))
@@ -348,8 +348,8 @@ func parseWelcome(b []byte) (serverHello, error) {
 		return serverHello{}, protoErr(reasonBadMagic, "server hello starts % x, want %q", b[0:4], socketMagic)
 	}
 	w := serverHello{version: binary.BigEndian.Uint16(b[4:6])}
-	if w.version != SocketVersion {
-		return w, protoErr(reasonBadVersion, "server speaks version %d, client speaks %d", w.version, SocketVersion)
+	if w.version != Version {
+		return w, protoErr(reasonBadVersion, "server speaks version %d, client speaks %d", w.version, Version)
 	}
 	w.flags = binary.BigEndian.Uint16(b[6:8])
 	clock := binary.BigEndian.Uint64(b[8:16])
@@ -365,11 +365,11 @@ func parseWelcome(b []byte) (serverHello, error) {
 		return w, protoErr(reasonBadHello, "clock %d Hz, overhead %d ns, timeout %d ns out of range", clock, overhead, timeout)
 	case mode == timeoutLinux && timeout != 0, mode == timeoutFixed && timeout == 0, mode > timeoutFixed:
 		return w, protoErr(reasonBadHello, "timeout mode %d with timeout %d ns", mode, timeout)
-	case w.maxTransfer < 1 || w.maxTransfer > SocketMaxTransfer:
-		return w, protoErr(reasonBadHello, "max transfer %d, want 1-%d", w.maxTransfer, SocketMaxTransfer)
-	case w.maxInFlight < 1 || w.maxInFlight > SocketMaxInFlight:
-		return w, protoErr(reasonBadHello, "max in flight %d, want 1-%d", w.maxInFlight, SocketMaxInFlight)
-	case nameLen > SocketMaxName || welcomeMinLen+nameLen != len(b):
+	case w.maxTransfer < 1 || w.maxTransfer > MaxTransfer:
+		return w, protoErr(reasonBadHello, "max transfer %d, want 1-%d", w.maxTransfer, MaxTransfer)
+	case w.maxInFlight < 1 || w.maxInFlight > MaxInFlight:
+		return w, protoErr(reasonBadHello, "max in flight %d, want 1-%d", w.maxInFlight, MaxInFlight)
+	case nameLen > MaxName || welcomeMinLen+nameLen != len(b):
 		return w, protoErr(reasonBadLength, "server hello of %d bytes with a %d-byte name", len(b), nameLen)
 	}
 	w.timing = spibridge.Timing{ClockHz: int64(clock), Overhead: time.Duration(overhead), Timeout: time.Duration(timeout)}
@@ -388,7 +388,7 @@ func putResultHeader(b []byte, id uint32, status uint8, n int) {
 // appendResultError appends a failed result carrying err's text to b.
 func appendResultError(b []byte, id uint32, status uint8, err error) []byte {
 	text := err.Error()
-	text = text[:min(len(text), SocketMaxText)]
+	text = text[:min(len(text), MaxText)]
 	var h [frameHeaderLen + resultHdrLen]byte
 	putResultHeader(h[:], id, status, len(text))
 	b = append(b, h[:]...)
@@ -397,7 +397,7 @@ func appendResultError(b []byte, id uint32, status uint8, err error) []byte {
 
 // appendError appends an error message (the server closes after it).
 func appendError(b []byte, code closeReason, text string) []byte {
-	text = text[:min(len(text), SocketMaxText)]
+	text = text[:min(len(text), MaxText)]
 	var h [frameHeaderLen + errorMinLen]byte
 	putHeader(h[:], msgError, errorMinLen+len(text))
 	h[5] = byte(code)

@@ -40,7 +40,7 @@ func TestSocketGoldenEncoding(t *testing.T) {
 	if got, want := appendHello(nil, flagInterrupts), unhex(t, goldenHello); !bytes.Equal(got, want) {
 		t.Errorf("hello\n got % x\nwant % x", got, want)
 	}
-	w := serverHello{flags: flagInterrupts, timing: spibridge.DefaultTiming(), maxTransfer: SocketMaxTransfer, maxInFlight: 16, name: "A"}
+	w := serverHello{flags: flagInterrupts, timing: spibridge.DefaultTiming(), maxTransfer: MaxTransfer, maxInFlight: 16, name: "A"}
 	if got, want := appendWelcome(nil, w), unhex(t, goldenWelcome); !bytes.Equal(got, want) {
 		t.Errorf("welcome\n got % x\nwant % x", got, want)
 	}
@@ -78,11 +78,11 @@ func TestSocketGoldenClientBytes(t *testing.T) {
 			return c, nil
 		}
 		var (
-			cl  *SocketClient
+			cl  *Client
 			err error
 			wg  sync.WaitGroup
 		)
-		wg.Go(func() { cl, err = NewSocketClient(dial, ClientConfig{}) })
+		wg.Go(func() { cl, err = NewClient(dial, ClientConfig{}) })
 		// The request connection: a hello without interrupts.
 		s := <-srvEnd
 		defer s.Close()
@@ -197,15 +197,15 @@ func TestParseSocketAddr(t *testing.T) {
 		{"tcp:[::1]:7000", "tcp", "[::1]:7000"},
 		{"tcp:chip-a:0", "tcp", "chip-a:0"},
 	} {
-		n, a, err := ParseSocketAddr(tc.in)
+		n, a, err := ParseAddr(tc.in)
 		if err != nil || n != tc.network || a != tc.address {
-			t.Errorf("ParseSocketAddr(%q) = %q, %q, %v; want %q, %q", tc.in, n, a, err, tc.network, tc.address)
+			t.Errorf("ParseAddr(%q) = %q, %q, %v; want %q, %q", tc.in, n, a, err, tc.network, tc.address)
 		}
 	}
 	for _, in := range []string{"", "unix:", "/tmp/a.sock", "udp:1.2.3.4:5", "tcp:7000", "tcp:host:", "tcp:host:http", "tcp:host:65536", "tcp:host:-1"} {
-		_, _, err := ParseSocketAddr(in)
+		_, _, err := ParseAddr(in)
 		if !errors.Is(err, syscall.EINVAL) || !strings.HasPrefix(err.Error(), "spibridge: ") {
-			t.Errorf("ParseSocketAddr(%q): err %v, want an EINVAL spibridge error", in, err)
+			t.Errorf("ParseAddr(%q): err %v, want an EINVAL spibridge error", in, err)
 		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 // InterruptSource is the chip's interrupt line as a real transport sees
 // it: a GPIO line with edge detection, or a timer standing in for a line
-// that is not wired. A Spidev delivers its source's edges as its own
+// that is not wired. A Dev delivers its source's edges as its own
 // Interrupt channel.
 type InterruptSource interface {
 	// Interrupt delivers falling edges of the line, coalesced: one

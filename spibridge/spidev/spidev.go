@@ -1,4 +1,4 @@
-// Package spidev is the Linux hardware transport of spibridge: a Spidev
+// Package spidev is the Linux hardware transport of spibridge: a Dev
 // that drives a real chip through /dev/spidev (one SPI_IOC_MESSAGE per
 // transfer), with the chip's interrupt line on a GPIO input
 // (GPIOInterrupt, through the GPIO character device) or, where the line
@@ -20,21 +20,21 @@ import (
 	"tsnsim/spibridge"
 )
 
-// MaxSpidevTransfer is the largest transfer spidev accepts with its
+// MaxTransfer is the largest transfer spidev accepts with its
 // default bufsiz module parameter (4096 bytes). The driver's largest
 // transfer, a TX write of a 1560-byte frame, is 1599 bytes.
-const MaxSpidevTransfer = 4096
+const MaxTransfer = 4096
 
-// SpidevConfig sets up a Linux spidev transport.
-type SpidevConfig struct {
+// Config sets up a Linux spidev transport.
+type Config struct {
 	// Path is the spidev node, such as /dev/spidev0.0 (bus 0, CE0).
 	Path string
 	// SpeedHz is the SPI clock; 0 means DefaultClockHz (15 MHz, as the
 	// vendor's driver and tools use).
 	SpeedHz uint32
 	// Interrupt is the chip's interrupt line (a GPIOInterrupt, or a
-	// PollInterrupt when the line is not wired). Once OpenSpidev
-	// succeeds the Spidev owns it and closes it in Close; if OpenSpidev
+	// PollInterrupt when the line is not wired). Once Open
+	// succeeds the Dev owns it and closes it in Close; if Open
 	// fails the caller still owns it. Nil means no interrupt line: the
 	// transport is then only good for register access (Interrupt never
 	// fires).
@@ -43,13 +43,13 @@ type SpidevConfig struct {
 	Logger *zap.Logger
 }
 
-// Spidev is an SPI transport over the Linux spidev character device: one
+// Dev is an SPI transport over the Linux spidev character device: one
 // SPI_IOC_MESSAGE(1) ioctl per Transfer, mode 0, 8 bits per word. The
 // kernel serialises transfers from concurrent callers and times them out
 // itself (ETIMEDOUT, after max(len*16/kHz, 500) ms on Linux 6.x), so a
 // Transfer cannot be cancelled once it is in the kernel; ctx is checked
 // before it starts.
-type Spidev struct {
+type Dev struct {
 	path  string
 	speed uint32
 	dev   ioctler
@@ -63,7 +63,7 @@ type Spidev struct {
 	stats   spibridge.BusStats
 }
 
-// ioctler is the device behind a Spidev: an open spidev file descriptor
+// ioctler is the device behind a Dev: an open spidev file descriptor
 // on Linux, a recording fake in tests.
 type ioctler interface {
 	// Ioctl performs ioctl(fd, req, arg) and returns the errno it failed
@@ -135,14 +135,14 @@ const (
 
 // newSpidev configures dev (mode 0, 8 bits per word, cfg's speed) and
 // wraps it. On failure dev is closed.
-func newSpidev(cfg SpidevConfig, dev ioctler) (*Spidev, error) {
+func newSpidev(cfg Config, dev ioctler) (*Dev, error) {
 	if cfg.SpeedHz == 0 {
 		cfg.SpeedHz = spibridge.DefaultClockHz
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	s := &Spidev{path: cfg.Path, speed: cfg.SpeedHz, dev: dev, irq: cfg.Interrupt,
+	s := &Dev{path: cfg.Path, speed: cfg.SpeedHz, dev: dev, irq: cfg.Interrupt,
 		log: cfg.Logger.Named("spidev").With(zap.String("dev", cfg.Path))}
 	mode, bits, speed := uint8(spiMode0), uint8(spiBitsPerWord), cfg.SpeedHz
 	for _, c := range []struct {
@@ -183,21 +183,21 @@ func spidevHint(err error) string {
 }
 
 // Path returns the spidev node.
-func (s *Spidev) Path() string { return s.path }
+func (s *Dev) Path() string { return s.path }
 
 // SpeedHz returns the configured SPI clock.
-func (s *Spidev) SpeedHz() uint32 { return s.speed }
+func (s *Dev) SpeedHz() uint32 { return s.speed }
 
 // Transfer implements Transport: one full-duplex SPI_IOC_MESSAGE(1) with
 // chip select held. Buffers must have the same, non-zero length (EINVAL)
-// of at most MaxSpidevTransfer bytes (EMSGSIZE). Kernel errors wrap their
+// of at most MaxTransfer bytes (EMSGSIZE). Kernel errors wrap their
 // errno (ETIMEDOUT for a transfer the controller timed out).
-func (s *Spidev) Transfer(ctx context.Context, tx, rx []byte) error {
+func (s *Dev) Transfer(ctx context.Context, tx, rx []byte) error {
 	switch {
 	case len(tx) == 0 || len(rx) != len(tx):
 		return fmt.Errorf("spidev: transfer of %d bytes into a %d-byte buffer on %s: %w", len(tx), len(rx), s.path, syscall.EINVAL)
-	case len(tx) > MaxSpidevTransfer:
-		return fmt.Errorf("spidev: transfer of %d bytes on %s exceeds spidev's %d-byte buffer: %w", len(tx), s.path, MaxSpidevTransfer, syscall.EMSGSIZE)
+	case len(tx) > MaxTransfer:
+		return fmt.Errorf("spidev: transfer of %d bytes on %s exceeds spidev's %d-byte buffer: %w", len(tx), s.path, MaxTransfer, syscall.EMSGSIZE)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("spidev: transfer on %s: %w", s.path, err)
@@ -228,7 +228,7 @@ func (s *Spidev) Transfer(ctx context.Context, tx, rx []byte) error {
 	return nil
 }
 
-func (s *Spidev) account(n int, took time.Duration, err error) {
+func (s *Dev) account(n int, took time.Duration, err error) {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
 	switch {
@@ -246,7 +246,7 @@ func (s *Spidev) account(n int, took time.Duration, err error) {
 // the kernel (Busy) and ETIMEDOUT failures. Wait and Rejected stay zero:
 // the kernel does not report queueing, and real silicon does not say
 // when it rejects a transaction.
-func (s *Spidev) Stats() spibridge.BusStats {
+func (s *Dev) Stats() spibridge.BusStats {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
 	return s.stats
@@ -254,7 +254,7 @@ func (s *Spidev) Stats() spibridge.BusStats {
 
 // Interrupt implements Transport: the channel of the configured
 // InterruptSource, or nil (never ready) when there is none.
-func (s *Spidev) Interrupt() <-chan struct{} {
+func (s *Dev) Interrupt() <-chan struct{} {
 	if s.irq == nil {
 		return nil
 	}
@@ -264,7 +264,7 @@ func (s *Spidev) Interrupt() <-chan struct{} {
 // Close implements Transport: it waits for transfers in the kernel,
 // closes the device and the interrupt source. Later transfers fail with
 // EBADF. Closing twice is a no-op.
-func (s *Spidev) Close() error {
+func (s *Dev) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -285,4 +285,4 @@ func (s *Spidev) Close() error {
 	return errors.Join(errs...)
 }
 
-var _ spibridge.Transport = (*Spidev)(nil)
+var _ spibridge.Transport = (*Dev)(nil)

@@ -9,11 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// OpenSpidev opens and configures a spidev node (O_RDWR|O_CLOEXEC; mode
+// Open opens and configures a spidev node (O_RDWR|O_CLOEXEC; mode
 // 0, 8 bits per word, cfg.SpeedHz). A missing node or a permission
 // problem gives an error wrapping ENOENT or EACCES that says how to
 // enable spidev (docs/bring-up.md).
-func OpenSpidev(cfg SpidevConfig) (*Spidev, error) {
+func Open(cfg Config) (*Dev, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("spidev: no device path (want a node such as /dev/spidev0.0)")
 	}

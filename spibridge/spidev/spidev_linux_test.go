@@ -13,18 +13,18 @@ import (
 // wraps ENOENT and says how to enable spidev; a file that is not an spidev
 // node fails its first ioctl with ENOTTY.
 func TestOpenSpidevErrors(t *testing.T) {
-	_, err := OpenSpidev(SpidevConfig{Path: "/dev/spidev-does-not-exist9.9"})
+	_, err := Open(Config{Path: "/dev/spidev-does-not-exist9.9"})
 	if !errors.Is(err, syscall.ENOENT) || !strings.Contains(err.Error(), "dtparam=spi=on") || !strings.Contains(err.Error(), "docs/bring-up.md") {
 		t.Errorf("missing node: %v", err)
 	}
-	if _, err := OpenSpidev(SpidevConfig{}); err == nil {
+	if _, err := Open(Config{}); err == nil {
 		t.Error("empty path accepted")
 	}
 	plain := filepath.Join(t.TempDir(), "not-spidev")
 	if err := os.WriteFile(plain, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = OpenSpidev(SpidevConfig{Path: plain})
+	_, err = Open(Config{Path: plain})
 	if !errors.Is(err, syscall.ENOTTY) || !strings.Contains(err.Error(), "SPI_IOC_WR_MODE") {
 		t.Errorf("regular file: %v", err)
 	}

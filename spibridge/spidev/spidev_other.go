@@ -8,7 +8,7 @@ import (
 	"syscall"
 )
 
-// OpenSpidev needs Linux spidev; elsewhere it fails.
-func OpenSpidev(cfg SpidevConfig) (*Spidev, error) {
+// Open needs Linux spidev; elsewhere it fails.
+func Open(cfg Config) (*Dev, error) {
 	return nil, fmt.Errorf("spidev: %s: not supported on %s (Linux only): %w", cfg.Path, runtime.GOOS, syscall.ENOTSUP)
 }

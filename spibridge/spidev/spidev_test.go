@@ -123,7 +123,7 @@ func TestIoctlNumbers(t *testing.T) {
 	}
 }
 
-func openFake(t *testing.T, cfg SpidevConfig, f *fakeSpidev) *Spidev {
+func openFake(t *testing.T, cfg Config, f *fakeSpidev) *Dev {
 	t.Helper()
 	if cfg.Path == "" {
 		cfg.Path = "/dev/spidev0.0"
@@ -143,7 +143,7 @@ func TestSpidevOpenConfigures(t *testing.T) {
 		speed, want uint32
 	}{{0, 15_000_000}, {1_000_000, 1_000_000}} {
 		f := &fakeSpidev{}
-		s := openFake(t, SpidevConfig{SpeedHz: c.speed}, f)
+		s := openFake(t, Config{SpeedHz: c.speed}, f)
 		got := f.recorded()
 		want := []ioctlCall{{req: spiIOCWrMode, value: 0}, {req: spiIOCWrBitsPerWord, value: 8}, {req: spiIOCWrMaxSpeedHz, value: c.want}}
 		if !slices.EqualFunc(got, want, func(a, b ioctlCall) bool { return a.req == b.req && a.value == b.value }) {
@@ -165,7 +165,7 @@ func TestSpidevTransferIoctl(t *testing.T) {
 		}
 		return nil
 	}}
-	s := openFake(t, SpidevConfig{SpeedHz: 12_000_000}, f)
+	s := openFake(t, Config{SpeedHz: 12_000_000}, f)
 	before := len(f.recorded())
 	tx := []byte{0x02, 0x32, 0x78, 0, 0, 0, 0, 0}
 	rx := make([]byte, len(tx))
@@ -201,7 +201,7 @@ func TestSpidevTransferIoctl(t *testing.T) {
 // and never reach the ioctl; 4096 bytes (spidev's bufsiz) is accepted.
 func TestSpidevTransferBadBuffers(t *testing.T) {
 	f := &fakeSpidev{}
-	s := openFake(t, SpidevConfig{}, f)
+	s := openFake(t, Config{}, f)
 	before := len(f.recorded())
 	for _, c := range []struct {
 		tx, rx int
@@ -224,7 +224,7 @@ func TestSpidevTransferBadBuffers(t *testing.T) {
 // ioctl on which device failed; timeouts are counted.
 func TestSpidevTransferErrno(t *testing.T) {
 	f := &fakeSpidev{fail: map[uintptr]error{spiIOCMessage(1): syscall.ETIMEDOUT}}
-	s := openFake(t, SpidevConfig{Path: "/dev/spidev0.1"}, f)
+	s := openFake(t, Config{Path: "/dev/spidev0.1"}, f)
 	err := s.Transfer(context.Background(), make([]byte, 8), make([]byte, 8))
 	if !errors.Is(err, syscall.ETIMEDOUT) {
 		t.Fatalf("got %v, want ETIMEDOUT", err)
@@ -241,7 +241,7 @@ func TestSpidevTransferErrno(t *testing.T) {
 // before the kernel sees it.
 func TestSpidevCanceledContext(t *testing.T) {
 	f := &fakeSpidev{}
-	s := openFake(t, SpidevConfig{}, f)
+	s := openFake(t, Config{}, f)
 	before := len(f.recorded())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -257,7 +257,7 @@ func TestSpidevCanceledContext(t *testing.T) {
 // is closed, and the error names the ioctl, keeps the errno and hints.
 func TestSpidevConfigFailure(t *testing.T) {
 	f := &fakeSpidev{fail: map[uintptr]error{spiIOCWrBitsPerWord: syscall.EINVAL}}
-	_, err := newSpidev(SpidevConfig{Path: "/dev/spidev0.0"}, f)
+	_, err := newSpidev(Config{Path: "/dev/spidev0.0"}, f)
 	if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "SPI_IOC_WR_BITS_PER_WORD on /dev/spidev0.0") {
 		t.Errorf("got %v", err)
 	}
@@ -280,7 +280,7 @@ func (c *closeCounter) Close() error               { c.closed++; return nil }
 func TestSpidevClose(t *testing.T) {
 	f := &fakeSpidev{}
 	irq := &closeCounter{c: make(chan struct{}, 1)}
-	s, err := newSpidev(SpidevConfig{Path: "/dev/spidev0.0", Interrupt: irq}, f)
+	s, err := newSpidev(Config{Path: "/dev/spidev0.0", Interrupt: irq}, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestSpidevClose(t *testing.T) {
 	if err := s.Transfer(context.Background(), make([]byte, 8), make([]byte, 8)); !errors.Is(err, syscall.EBADF) {
 		t.Errorf("transfer after close: %v, want EBADF", err)
 	}
-	noIRQ := openFake(t, SpidevConfig{}, &fakeSpidev{})
+	noIRQ := openFake(t, Config{}, &fakeSpidev{})
 	if noIRQ.Interrupt() != nil {
 		t.Error("Interrupt() without a source is not nil")
 	}
@@ -311,7 +311,7 @@ func TestSpidevClose(t *testing.T) {
 func TestSpidevDrivesChip(t *testing.T) {
 	c := chip.New(chip.Config{})
 	f := &fakeSpidev{transact: c.Transact}
-	s := openFake(t, SpidevConfig{}, f)
+	s := openFake(t, Config{}, f)
 	ctx := context.Background()
 	read := func(off uint16) uint32 {
 		rx := make([]byte, proto.RegReadLen)
@@ -348,7 +348,7 @@ func TestSpidevHints(t *testing.T) {
 //
 //	go test -run '^$' -bench SpidevTransfer -benchmem ./spibridge/spidev
 func BenchmarkSpidevTransfer(b *testing.B) {
-	s, err := newSpidev(SpidevConfig{Path: "/dev/spidev0.0"}, nopIoctler{})
+	s, err := newSpidev(Config{Path: "/dev/spidev0.0"}, nopIoctler{})
 	if err != nil {
 		b.Fatal(err)
 	}
