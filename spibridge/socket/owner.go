@@ -151,7 +151,10 @@ func (sc *serverConn) identified(m identify) {
 	defer s.mu.Unlock()
 	sc.key.Store(m.id &^ anonKeyBit)
 	sc.takeover = m.takeover
-	sc.label = fmt.Sprintf("%q at %s", m.label, socketPeer(sc.nc))
+	sc.label = fmt.Sprintf("%q", m.label)
+	if p := socketPeer(sc.nc); p != "-" {
+		sc.label += " at " + p
+	}
 	s.refreshExempt()
 	sc.log.Debug("client identified", zap.String("label", m.label), zap.Bool("takeover", m.takeover))
 }

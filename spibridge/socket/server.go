@@ -418,7 +418,7 @@ func (s *Server) countErr(err error) {
 // socketPeer is a connection's peer address for logs ("-" when the peer is
 // an unnamed Unix socket).
 func socketPeer(nc net.Conn) string {
-	if a := nc.RemoteAddr(); a != nil && a.String() != "" {
+	if a := nc.RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
 		return a.String()
 	}
 	return "-"

@@ -94,7 +94,7 @@ func newServerConn(s *Server, nc net.Conn, hbr *bufio.Reader, driver bool, key u
 	}
 	sc := &serverConn{
 		srv: s, nc: nc, driver: driver,
-		label:   "an unidentified client at " + socketPeer(nc),
+		label:   "an unidentified client (peer " + socketPeer(nc) + ")",
 		br:      bufio.NewReaderSize(r, frameHeaderLen+transferHdrLen+MaxTransfer),
 		log:     s.log.With(zap.String("remote", socketPeer(nc))),
 		bound:   int32(bound),

@@ -557,6 +557,12 @@ func TestSocketMalformedInput(t *testing.T) {
 		{"empty transfer", clientHello + " 00 00 00 05 03 00 00 00 01", reasonBadLength, false},
 		{"transfer over the limit", clientHello + " 00 00 10 06 03 00 00 00 01", reasonBadLength, false},
 		{"silence", "", reasonHelloTimeout, false},
+		{"length zero, no type byte yet", clientHello + " 00 00 00 00", reasonBadLength, false},
+		{"oversized, no type byte yet", clientHello + " 00 01 00 00", reasonOversized, false},
+		{"quiet after the hello", goldenHelloNoIRQ, reasonIdle, false},
+		{"stops inside a message", clientHello + " 00 00 00 0d 03 00 00", reasonMessageTimeout, false},
+		{"stops inside a header", clientHello + " 00 00", reasonMessageTimeout, false},
+		{"stops inside the hello", "00 00 00 09 01 54", reasonHelloTimeout, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
