@@ -359,7 +359,11 @@ func appendWelcome(b []byte, w serverHello) []byte {
 	binary.BigEndian.PutUint16(p[4:6], Version)
 	binary.BigEndian.PutUint16(p[6:8], w.flags)
 	binary.BigEndian.PutUint64(p[8:16], uint64(max(w.timing.ClockHz, 0)))
-	binary.BigEndian.PutUint64(p[16:24], uint64(max(w.timing.Overhead, 0)))
+	overhead := w.timing.Overhead
+	if !w.timing.Throttled() {
+		overhead = 0 // no model, no overhead: transfers take no emulated time
+	}
+	binary.BigEndian.PutUint64(p[16:24], uint64(max(overhead, 0)))
 	mode, timeout := timeoutLinux, time.Duration(0)
 	if w.timing.Timeout > 0 {
 		mode, timeout = timeoutFixed, w.timing.Timeout

@@ -62,6 +62,11 @@ func TestSocketGoldenEncoding(t *testing.T) {
 	if got := appendWelcome(nil, w); !bytes.Equal(got, want) {
 		t.Errorf("welcome, fixed timeout\n got % x\nwant % x", got, want)
 	}
+	// The model off: clock 0 and overhead 0, whatever Overhead says.
+	w.timing = spibridge.Timing{Overhead: 20 * time.Microsecond}
+	if got, err := parseWelcome(appendWelcome(nil, w)[frameHeaderLen:]); err != nil || got.timing != (spibridge.Timing{}) {
+		t.Errorf("welcome, model off: %+v, %v; want clock and overhead 0", got.timing, err)
+	}
 	if got := appendResultError(nil, 2, statusTimedOut, errors.New("x")); !bytes.Equal(got, unhex(t, goldenFailed)) {
 		t.Errorf("failed result\n got % x\nwant % x", got, unhex(t, goldenFailed))
 	}
