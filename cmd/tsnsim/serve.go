@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -283,6 +284,7 @@ func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome,
 			}
 		})
 	}
+	wg.Go(func() { releaseAfterFloods(ctx, chips, log) })
 	r.printf("ready; attach with: tsnsim run")
 	for _, c := range chips {
 		r.printf(" --attach %s", c.addr)
@@ -341,6 +343,51 @@ func writeServeReport(r *outcome, chips []*chipServer, cab *cable.Cable, end *ca
 	}
 	topology.WriteCableReport(r.out, chips[0].chip.Name(), "socket", cab)
 	fmt.Fprintf(r.out, "cable end: %+v\n", end.Stats())
+}
+
+// Flood relief: a burst of at least floodConns connections (accepted or
+// refused) within floodTick is a flood; at the first quiet tick after one,
+// the memory it took is handed back to the system.
+const (
+	floodTick  = 5 * time.Second
+	floodConns = 200
+)
+
+// releaseAfterFloods watches the servers' connection counts until ctx is
+// done and, once a flood of connections is over, runs a garbage
+// collection and returns the freed memory to the system at once
+// (debug.FreeOSMemory): without it an idle server keeps the pages of the
+// flood's goroutines and buffers for minutes, since nothing allocates to
+// trigger a collection.
+func releaseAfterFloods(ctx context.Context, chips []*chipServer, log *zap.Logger) {
+	t := time.NewTicker(floodTick)
+	defer t.Stop()
+	count := func() uint64 {
+		var n uint64
+		for _, c := range chips {
+			st := c.server.Stats()
+			n += st.Accepted + st.Refused
+		}
+		return n
+	}
+	last, flood := count(), false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := count()
+		switch {
+		case n-last >= floodConns:
+			flood = true
+		case flood:
+			flood = false
+			debug.FreeOSMemory()
+			log.Info("connection flood over: memory returned to the system")
+		}
+		last = n
+	}
 }
 
 // socketDir makes sure dir is fit to hold the chip sockets: the server
