@@ -128,6 +128,8 @@ func (sc *serverConn) checkOwner(op driverOp) error {
 			break
 		}
 	}
+	s.heldLog.logAt(s.log, zap.InfoLevel, "driver transaction refused: another client drives the chip",
+		zap.String("client", sc.label), zap.String("driver", o.label))
 	return &errHeld{fmt.Sprintf("spibridge: chip %s is driven by %s (since %s), %s",
 		s.cfg.Name, o.label, o.since.Format("15:04:05"), state)}
 }

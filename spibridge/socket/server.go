@@ -159,8 +159,8 @@ type Server struct {
 	nextAnon  uint64                   // keys of connections that did not identify
 	stats     ServerStats
 
-	refusedWarn, brokenWarn warnLimiter
-	wg                      sync.WaitGroup // Serve and ServeConn calls
+	refusedWarn, brokenWarn, heldLog warnLimiter
+	wg                               sync.WaitGroup // Serve and ServeConn calls
 
 	requests, failed, busy, interrupts atomic.Uint64
 }

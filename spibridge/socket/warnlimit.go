@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // warnInterval is the window of the rate limit on the server's warnings
@@ -29,6 +30,11 @@ type warnLimiter struct {
 
 // warn logs msg with fields at warn level unless the limit is reached.
 func (l *warnLimiter) warn(log *zap.Logger, msg string, fields ...zap.Field) {
+	l.logAt(log, zap.WarnLevel, msg, fields...)
+}
+
+// logAt logs msg with fields at level unless the limit is reached.
+func (l *warnLimiter) logAt(log *zap.Logger, level zapcore.Level, msg string, fields ...zap.Field) {
 	l.mu.Lock()
 	now := time.Now()
 	if now.Sub(l.start) >= warnInterval {
@@ -46,7 +52,7 @@ func (l *warnLimiter) warn(log *zap.Logger, msg string, fields ...zap.Field) {
 	if n > 0 {
 		fields = append(fields, zap.Uint64("suppressed", n))
 	}
-	log.Warn(msg, fields...)
+	log.Log(level, msg, fields...)
 }
 
 // flush logs the count of warnings suppressed since the last line, if
