@@ -66,6 +66,9 @@ func (o *serveOptions) flags() *pflag.FlagSet {
 			"SPI bus and interrupt line on its own socket (docs/socket-protocol.md), for\n"+
 			"drivers in other processes: tsnsim run --attach ADDR --attach ADDR, or\n"+
 			"tsnsim regs --attach ADDR. Clients may come and go; the chips keep their state.\n"+
+			"A chip has one driver at a time: another run --attach is refused with an error\n"+
+			"naming it, unless it passes --takeover (to replace a driver that died); tsnsim\n"+
+			"regs works alongside.\n"+
 			"On SIGINT/SIGTERM (or after --duration) it prints the chip-side counters.\n\n"+
 			"Flags:\n")
 		fs.PrintDefaults()
