@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"tsnsim/chip/proto"
+	"tsnsim/chip/regs"
+	"tsnsim/spibridge/socket"
 )
 
 // serve runs tsnsim chip serve with args and returns its status, stdout
@@ -118,5 +124,61 @@ func TestChipServeAbstractAndTCP(t *testing.T) {
 	ready := regexp.MustCompile(`ready; attach with: tsnsim run --attach tcp:127\.0\.0\.1:(\d+) --attach tcp:127\.0\.0\.1:(\d+)\n`).FindStringSubmatch(out)
 	if status != 0 || ready == nil || ready[1] == "0" || ready[2] == "0" {
 		t.Errorf("tcp::0: status %d, want a ready line with the bound ports\n%s\n%s", status, out, errOut)
+	}
+}
+
+// TestChipServeOneDriver: with a driver holding chip a (a client that
+// enabled it and stays connected), tsnsim run --attach is refused with an
+// error naming it, tsnsim regs works alongside, and run --attach
+// --takeover replaces it and passes.
+func TestChipServeOneDriver(t *testing.T) {
+	dir := t.TempDir()
+	var sout, serr bytes.Buffer
+	done := make(chan int)
+	go func() {
+		done <- run([]string{"chip", "serve", "--socket-dir", dir, "--duration", "8s"}, &sout, &serr)
+	}()
+	a, b := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	waitFor(t, a, b)
+	holder, err := socket.Dial(context.Background(), "unix:"+a, socket.ClientConfig{Label: "the holder", BackoffMin: time.Hour, BackoffMax: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	tx := proto.RegWrite(regs.TSNSystemControl+4, 1)
+	if err := holder.Transfer(context.Background(), tx, make([]byte, len(tx))); err != nil {
+		t.Fatal(err)
+	}
+	attach := []string{"run", "--backend", "frames", "--frames", "50", "--attach", "unix:" + a, "--attach", "unix:" + b}
+	status, out, errOut := run2(t, attach...)
+	if status == 0 || !strings.Contains(out+errOut, `chip a is driven by "the holder"`) || !strings.Contains(out+errOut, "--takeover") {
+		t.Errorf("second driver: status %d, want a refusal naming the holder\n%s\n%s", status, out, errOut)
+	}
+	if status, out, errOut := run2(t, "regs", "--attach", "unix:"+a, "read", "TSN_SYSTEM_CONTROL"); status != 0 {
+		t.Errorf("regs alongside the driver: status %d\n%s\n%s", status, out, errOut)
+	}
+	status, out, errOut = run2(t, append(attach, "--takeover")...)
+	if status != 0 || !strings.Contains(out, "PASS") {
+		t.Errorf("run --takeover: status %d\n%s\n%s", status, out, errOut)
+	}
+	if status := <-done; status != 0 {
+		t.Fatalf("chip serve: status %d\n%s\n%s", status, sout.String(), serr.String())
+	}
+}
+
+// waitFor waits until the files exist.
+func waitFor(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, err := os.Stat(p); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never appeared", p)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }
