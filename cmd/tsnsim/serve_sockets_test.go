@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +181,18 @@ func waitFor(t *testing.T, paths ...string) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+	}
+}
+
+// TestDefaultSocketDir: the default lives under $XDG_RUNTIME_DIR when it
+// is set, else in the temporary directory with the user's id.
+func TestDefaultSocketDir(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", "/run/user/4242")
+	if got := defaultSocketDir(); got != "/run/user/4242/tsnsim" {
+		t.Errorf("with XDG_RUNTIME_DIR: %q", got)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	if got, want := defaultSocketDir(), filepath.Join(os.TempDir(), "tsnsim-"+strconv.Itoa(os.Getuid())); got != want {
+		t.Errorf("without XDG_RUNTIME_DIR: %q, want %q", got, want)
 	}
 }
