@@ -208,6 +208,16 @@ type chipServer struct {
 // serveChips builds the chips and the cable, serves each chip until ctx
 // is done, then closes everything and prints the chip-side report.
 func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome, stderr io.Writer, log *zap.Logger) error {
+	// The socket directories first: a refused one stops the server before
+	// any chip runs.
+	for _, c := range list {
+		if strings.HasPrefix(c.addr, "unix:") && !isAbstract(c.addr) {
+			dir := filepath.Dir(strings.TrimPrefix(c.addr, "unix:"))
+			if err := socketDir(dir, dir == filepath.Clean(o.socketDir)); err != nil {
+				return err
+			}
+		}
+	}
 	var capture *pcap.Writer
 	if o.pcap != "" {
 		var err error
@@ -262,12 +272,6 @@ func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome,
 	var errs []error
 	var mu sync.Mutex
 	for _, c := range chips {
-		if strings.HasPrefix(c.addr, "unix:") && !isAbstract(c.addr) {
-			dir := filepath.Dir(strings.TrimPrefix(c.addr, "unix:"))
-			if err := socketDir(dir, dir == filepath.Clean(o.socketDir)); err != nil {
-				return err
-			}
-		}
 		if isAbstract(c.addr) {
 			log.Warn("serving on an abstract socket: any local user can connect and drive the chip", zap.String("addr", c.addr))
 		}
