@@ -239,7 +239,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		conns.Go(func() { s.ServeConn(sctx, nc) })
+		// Refused here, in the accept loop, when too many connections
+		// wait for their hello: a flood then holds one descriptor at a
+		// time instead of one per goroutine not yet run.
+		if s.enterPending(nc) != nil {
+			continue
+		}
+		conns.Go(func() { s.serveConn(sctx, nc) })
 	}
 }
 
@@ -271,6 +277,11 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 	if err := s.enterPending(nc); err != nil {
 		return err
 	}
+	return s.serveConn(ctx, nc)
+}
+
+// serveConn is ServeConn once nc holds a pending slot.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) error {
 	h, br, err := s.readHello(nc)
 	if err != nil {
 		s.leavePending(nc)
