@@ -110,14 +110,14 @@ func (c *ServerConfig) setDefaults() {
 
 // ServerStats is the accounting of one Server.
 type ServerStats struct {
-	Accepted uint64 // connections taken in (by Serve or ServeConn)
+	Accepted uint64 // connections admitted to a pool after their hello
 	Active   int    // connections being served now
 	Refused  uint64 // connections refused: a pool (MaxConns, MaxDriverConns) or MaxPending full
 	// Takeovers counts drivers replaced by a client that asked to take
 	// the chip over; HeldRefused the driver transfers refused because
 	// another client drives the chip.
 	Takeovers, HeldRefused uint64
-	Closed                 uint64 // connections ended, for any reason
+	Closed                 uint64 // connections ended: admitted ones, and those that failed their hello
 	// ProtocolErrors counts connections closed because the client broke
 	// the protocol, by reason ("short message", "oversized length", ...).
 	ProtocolErrors map[string]uint64
