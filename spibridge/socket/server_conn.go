@@ -61,8 +61,7 @@ type serverConn struct {
 
 	hdr     [frameHeaderLen]byte
 	idb     [transferHdrLen]byte // reader's scratch: a request's id
-	helloB  [helloMaxLen]byte
-	replyB  []byte // reader's own replies (busy, error)
+	replyB  []byte               // reader's own replies (busy, error)
 	wmu     sync.Mutex
 	wdl     time.Time    // write deadline set on nc
 	wclosed bool         // no more writes: an error message went out, or a write failed
