@@ -29,6 +29,8 @@ type hardwareOptions struct {
 	irq     string
 	irqPoll time.Duration
 	node    string
+	// takeover lets an attached driver replace one that holds the chip.
+	takeover bool
 
 	// trace, if set, records every transaction of the transports opened
 	// here (--spi-trace).
@@ -49,6 +51,7 @@ func (o *hardwareOptions) addFlags(fs *pflag.FlagSet) {
 	fs.Uint32Var(&o.speed, "spidev-speed", spibridge.DefaultClockHz, "with --spidev: SPI clock in Hz")
 	fs.StringVar(&o.irq, "irq", "", "with --spidev: the chip's interrupt line as GPIOCHIP:OFFSET, e.g. gpiochip0:25 (falling edge)")
 	fs.DurationVar(&o.irqPoll, "irq-poll", 0, "with --spidev: no interrupt line wired; poll the chip this often instead")
+	fs.BoolVar(&o.takeover, "takeover", false, "with --attach: become the driver of a chip another client drives (one that died without stopping); the server closes that client's connections")
 	fs.StringVar(&o.node, "node", "a", "with one --attach or --spidev: which node this is, a or b (its addresses; the peer is the other)")
 }
 
@@ -65,6 +68,8 @@ func (o *hardwareOptions) validate(backend string) error {
 		return fmt.Errorf("--irq and --irq-poll need --spidev")
 	case o.spidev != "" && (o.irq == "") == (o.irqPoll == 0):
 		return fmt.Errorf("--spidev needs exactly one of --irq GPIOCHIP:OFFSET and --irq-poll PERIOD")
+	case o.takeover && len(o.attach) == 0:
+		return fmt.Errorf("--takeover needs --attach")
 	case o.irqPoll < 0:
 		return fmt.Errorf("--irq-poll must not be negative")
 	case o.node != "a" && o.node != "b":
@@ -86,8 +91,8 @@ func (o *hardwareOptions) validate(backend string) error {
 }
 
 // dial opens the transport of one attached node.
-func dial(ctx context.Context, addr string, log *zap.Logger) (*socket.Client, error) {
-	c, err := socket.Dial(ctx, addr, socket.ClientConfig{Logger: log})
+func dial(ctx context.Context, addr string, takeover bool, log *zap.Logger) (*socket.Client, error) {
+	c, err := socket.Dial(ctx, addr, socket.ClientConfig{Logger: log, Takeover: takeover})
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", addr, err)
 	}
@@ -101,7 +106,7 @@ func (o *hardwareOptions) attachTopology(cfg topology.Config, receive [2]func([]
 	var trs [2]spibridge.Transport
 	var closers [2]io.Closer
 	for i, a := range o.attach {
-		c, err := dial(ctx, a, cfg.Logger)
+		c, err := dial(ctx, a, o.takeover, cfg.Logger)
 		if err != nil {
 			for _, c := range closers[:i] {
 				c.Close()
@@ -119,7 +124,7 @@ func (o *hardwareOptions) openSingle(log *zap.Logger) (spibridge.Transport, erro
 	if o.spidev == "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return dial(ctx, o.attach[0], log)
+		return dial(ctx, o.attach[0], o.takeover, log)
 	}
 	var irq spidev.InterruptSource
 	if o.irq != "" {

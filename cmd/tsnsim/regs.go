@@ -149,7 +149,8 @@ func openRegsTransport(o *regsOptions, log *zap.Logger) (spibridge.Transport, er
 	case o.attach != "":
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return socket.Dial(ctx, o.attach, socket.ClientConfig{Logger: log})
+		// A register tool: no interrupts, so it takes no driver slot.
+		return socket.Dial(ctx, o.attach, socket.ClientConfig{Logger: log, NoInterrupts: true})
 	}
 	return nil, errors.New("no transport chosen")
 }

@@ -35,6 +35,11 @@ const (
 	MaxName = 64
 )
 
+// MaxUnixPath is the longest unix socket path (or @NAME of an abstract
+// socket): Linux's sun_path holds 108 bytes, one of them the terminating
+// NUL (or, for an abstract name, the leading one).
+const MaxUnixPath = 107
+
 // socketMagic opens both hellos.
 const socketMagic = "TSNB"
 
@@ -55,6 +60,9 @@ func ParseAddr(s string) (network, address string, err error) {
 	case "unix":
 		if rest == "" {
 			return "", "", fmt.Errorf("spibridge: socket address %q: empty path: %w", s, syscall.EINVAL)
+		}
+		if len(rest) > MaxUnixPath {
+			return "", "", fmt.Errorf("spibridge: socket address %q: path of %d bytes, over the %d-byte limit of a unix socket address (sun_path): %w", s, len(rest), MaxUnixPath, syscall.ENAMETOOLONG)
 		}
 		return "unix", rest, nil
 	case "tcp":

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -44,7 +47,19 @@ type ClientConfig struct {
 	MaxInFlight int
 	// NoInterrupts asks the server not to send interrupt edges (register
 	// tools); Interrupt then only sees the edge after each reconnect.
+	// A client with interrupts is a driver: its connections use the
+	// server's driver slots.
 	NoInterrupts bool
+	// Takeover lets this client become the chip's driver even though
+	// another client drives it (one that died without letting the chip
+	// go): the server closes the old driver's connections when this
+	// one enables the chip. Without it, enabling a chip another client
+	// drives fails with EBUSY and a text naming that client.
+	Takeover bool
+	// Label says who this client is, in the server's logs and in the
+	// refusals other clients get (at most MaxLabel bytes); empty means
+	// "pid N (PROGRAM)".
+	Label string
 }
 
 func (c *ClientConfig) setDefaults() {
@@ -66,6 +81,9 @@ func (c *ClientConfig) setDefaults() {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultClientMaxInFlight
+	}
+	if c.Label == "" {
+		c.Label = fmt.Sprintf("pid %d (%s)", os.Getpid(), filepath.Base(os.Args[0]))
 	}
 	c.MaxInFlight = min(c.MaxInFlight, MaxInFlight)
 }
@@ -96,6 +114,7 @@ type ClientStats struct {
 type Client struct {
 	dial func(ctx context.Context) (net.Conn, error)
 	cfg  ClientConfig
+	id   uint64 // this client's id in identify messages: random, never 0
 	log  *zap.Logger
 	irq  chan struct{}
 
@@ -138,7 +157,7 @@ func NewClient(dial func(ctx context.Context) (net.Conn, error), cfg ClientConfi
 func newSocketClient(ctx context.Context, dial func(ctx context.Context) (net.Conn, error), cfg ClientConfig) (*Client, error) {
 	cfg.setDefaults()
 	c := &Client{
-		dial: dial, cfg: cfg,
+		dial: dial, cfg: cfg, id: rand.Uint64()&^anonKeyBit | 1,
 		log:  cfg.Logger.Named("socket-client"),
 		irq:  make(chan struct{}, 1),
 		down: make(chan struct{}, 1),
@@ -154,6 +173,7 @@ func newSocketClient(ctx context.Context, dial func(ctx context.Context) (net.Co
 		return nil, err
 	}
 	c.install(cc)
+	cc.startReading()
 	go c.reconnectLoop()
 	return c, nil
 }
@@ -218,6 +238,7 @@ func (c *Client) reconnectLoop() {
 				c.stats.Reconnects++
 				c.mu.Unlock()
 				c.log.Info("reconnected", zap.String("chip", cc.w.name))
+				cc.startReading()
 				socketSignal(c.irq) // the driver re-checks the chip: edges may have been lost
 				break
 			}

@@ -215,7 +215,7 @@ func (cl *sockCall) result(rx []byte) error {
 	case cl.err != nil:
 		return cl.err
 	case cl.status != statusOK:
-		return &remoteError{text: string(cl.text[:cl.textLen]), errno: statusErrno[cl.status]}
+		return &remoteError{text: string(cl.text[:cl.textLen]), errno: statusErrno[cl.status], held: cl.status == statusHeld}
 	}
 	copy(rx, cl.in[:cl.n])
 	return nil
@@ -225,9 +225,13 @@ func (cl *sockCall) result(rx []byte) error {
 type remoteError struct {
 	text  string
 	errno syscall.Errno
+	held  bool // refused: another client drives the chip
 }
 
 func (e *remoteError) Error() string {
+	if e.held {
+		return "spibridge: socket: the server refused the transfer: " + e.text
+	}
 	return "spibridge: socket: the server's bus failed the transfer: " + e.text
 }
 func (e *remoteError) Unwrap() error { return e.errno }

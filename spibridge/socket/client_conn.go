@@ -97,7 +97,11 @@ var socketPast = time.Unix(1, 0)
 func (c *Client) connect(ctx context.Context) (*clientConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	nc, br, w, err := c.open(dctx, 0)
+	var reqFlags uint16
+	if !c.cfg.NoInterrupts {
+		reqFlags = flagDriver // a driver: its requests use a driver's slot
+	}
+	nc, br, w, err := c.open(dctx, reqFlags)
 	if err != nil {
 		return nil, err
 	}
@@ -138,13 +142,20 @@ func (c *Client) connect(ctx context.Context) (*clientConn, error) {
 		t.Stop()
 		cc.free <- &sockCall{done: make(chan struct{}, 1), timer: t}
 	}
-	if inc != nil {
-		c.readers.Add(1)
-		go cc.interruptLoop()
-	}
 	cc.log.Info("connected", zap.Int64("clock_hz", w.timing.ClockHz), zap.Duration("overhead", w.timing.Overhead),
 		zap.Duration("timeout", w.timing.Timeout), zap.Int("in_flight", bound), zap.Bool("interrupts", inc != nil))
 	return cc, nil
+}
+
+// startReading starts the interrupt connection's reader once cc is the
+// client's connection: an edge read earlier would reach the driver while
+// its transfers still fail with ENOTCONN. Edges sent meanwhile wait in the
+// socket.
+func (cc *clientConn) startReading() {
+	if cc.inc != nil {
+		cc.cl.readers.Add(1)
+		go cc.interruptLoop()
+	}
 }
 
 // open dials one connection and exchanges hellos.
@@ -154,11 +165,29 @@ func (c *Client) open(ctx context.Context, flags uint16) (net.Conn, *bufio.Reade
 		return nil, nil, serverHello{}, fmt.Errorf("spibridge: socket: connect: %w", err)
 	}
 	br, w, err := handshake(ctx, nc, flags)
+	if err == nil && w.flags&flagOwnership != 0 {
+		err = c.identify(ctx, nc)
+	}
 	if err != nil {
 		nc.Close()
 		return nil, nil, serverHello{}, err
 	}
 	return nc, br, w, nil
+}
+
+// identify tells a server that keeps one driver per chip who this client
+// is: the same id on every connection and after every reconnect, so the
+// chip stays this client's while it drives it.
+func (c *Client) identify(ctx context.Context, nc net.Conn) error {
+	if d, ok := ctx.Deadline(); ok {
+		nc.SetWriteDeadline(d)
+	}
+	_, err := nc.Write(appendIdentify(nil, identify{id: c.id, takeover: c.cfg.Takeover, label: c.cfg.Label}))
+	nc.SetWriteDeadline(time.Time{})
+	if err != nil {
+		return fmt.Errorf("spibridge: socket: sending the identify message: %w", timeoutErrno(err))
+	}
+	return nil
 }
 
 // handshake sends the client hello and reads the server's.

@@ -88,7 +88,9 @@ func socketSeeds(f *testing.F, msgs ...string) {
 func FuzzSocketServerDecode(f *testing.F) {
 	socketSeeds(f, goldenHello, goldenHello+goldenRequest, goldenHello+goldenRequest+goldenRequest,
 		goldenHello+" ff ff ff ff 03", goldenHello+" 00 00 00 05 03 00 00 00 01", "00 00 00 09 01 54 53 4e 42 00 02 00 01",
-		goldenHello+" 00 00 10 05 03 00 00 00 01", goldenRequest, goldenHello+" 00 00 00 01 7f", "")
+		goldenHello+" 00 00 10 05 03 00 00 00 01", goldenRequest, goldenHello+" 00 00 00 01 7f", "",
+		goldenHello+goldenIdentify+goldenRequest, goldenHelloDriver+goldenIdentify+" 00 00 00 0c 03 00 00 00 02 01 42 94 00 00 00 01",
+		goldenHello+" 00 00 00 00", goldenHello+" 00 00 00 0a 07 00 00 00 00 00 00 00 00 00")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkDecode(t, data, fromClient, transferHdrLen+MaxTransfer)
 		synctest.Test(t, func(t *testing.T) {

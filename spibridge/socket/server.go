@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,10 +19,14 @@ import (
 
 // Defaults of ServerConfig fields left zero.
 const (
-	DefaultServerMaxConns     = 8
-	DefaultServerMaxInFlight  = 16
-	DefaultServerHelloTimeout = 5 * time.Second
-	DefaultServerWriteTimeout = 5 * time.Second
+	DefaultServerMaxConns       = 8
+	DefaultServerMaxDriverConns = 4
+	DefaultServerMaxPending     = 32
+	DefaultServerMaxInFlight    = 16
+	DefaultServerHelloTimeout   = 5 * time.Second
+	DefaultServerMessageTimeout = 5 * time.Second
+	DefaultServerIdleTimeout    = 30 * time.Second
+	DefaultServerWriteTimeout   = 5 * time.Second
 )
 
 // acceptBackoffMax bounds the wait after a failed Accept (EMFILE...).
@@ -35,14 +40,38 @@ type ServerConfig struct {
 	// Timing is the bus timing the server advertises when the transport
 	// has no Timing() method (an *InProcess has one, and it wins).
 	Timing spibridge.Timing
-	// MaxConns bounds the connections served at once; more are refused
-	// with an error message. A client that wants interrupts uses two.
+	// MaxConns bounds the register-only connections (tools such as
+	// tsnsim regs) served at once; more are refused with an error
+	// message. They never take a driver's slot.
 	MaxConns int
+	// MaxDriverConns bounds the connections of drivers (a hello that asks
+	// for interrupts or says it belongs to a driver) served at once,
+	// apart from MaxConns. A driver uses two: one driver, and one that
+	// takes over from it, fit in the default.
+	MaxDriverConns int
+	// MaxPending bounds the connections accepted whose hello has not
+	// arrived yet; more are closed at once, unanswered, so a flood of
+	// connections costs no more than this many goroutines and buffers.
+	MaxPending int
+	// IRQLevel, if set, reports whether the chip's interrupt line is
+	// asserted (frames waiting). A connection that subscribes to
+	// interrupts is sent one interrupt message at once if it is; without
+	// IRQLevel it is sent one in any case (a spurious edge is harmless,
+	// a lost one is not).
+	IRQLevel func() bool
 	// MaxInFlight bounds the requests in flight on one connection (at
 	// most MaxInFlight); a request over it is answered EBUSY.
 	MaxInFlight int
 	// HelloTimeout bounds the wait for a client's hello.
 	HelloTimeout time.Duration
+	// MessageTimeout bounds each later message once its first byte has
+	// arrived: a client that stops inside a message is disconnected.
+	MessageTimeout time.Duration
+	// IdleTimeout disconnects a connection that sends nothing for this
+	// long and holds no interrupt subscription (nor belongs to a client
+	// that holds one, or drives the chip): a register tool that went
+	// quiet gives its slot back.
+	IdleTimeout time.Duration
 	// WriteTimeout bounds each write to a client; a client that does not
 	// read its results for this long is disconnected.
 	WriteTimeout time.Duration
@@ -55,12 +84,24 @@ func (c *ServerConfig) setDefaults() {
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultServerMaxConns
 	}
+	if c.MaxDriverConns <= 0 {
+		c.MaxDriverConns = DefaultServerMaxDriverConns
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = DefaultServerMaxPending
+	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultServerMaxInFlight
 	}
 	c.MaxInFlight = min(c.MaxInFlight, MaxInFlight)
 	if c.HelloTimeout <= 0 {
 		c.HelloTimeout = DefaultServerHelloTimeout
+	}
+	if c.MessageTimeout <= 0 {
+		c.MessageTimeout = DefaultServerMessageTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultServerIdleTimeout
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultServerWriteTimeout
@@ -69,10 +110,14 @@ func (c *ServerConfig) setDefaults() {
 
 // ServerStats is the accounting of one Server.
 type ServerStats struct {
-	Accepted uint64 // connections taken in (by Serve or ServeConn)
+	Accepted uint64 // connections admitted to a pool after their hello
 	Active   int    // connections being served now
-	Refused  uint64 // connections refused: MaxConns reached
-	Closed   uint64 // connections ended, for any reason
+	Refused  uint64 // connections refused: a pool (MaxConns, MaxDriverConns) or MaxPending full
+	// Takeovers counts drivers replaced by a client that asked to take
+	// the chip over; HeldRefused the driver transfers refused because
+	// another client drives the chip.
+	Takeovers, HeldRefused uint64
+	Closed                 uint64 // connections ended: admitted ones, and those that failed their hello
 	// ProtocolErrors counts connections closed because the client broke
 	// the protocol, by reason ("short message", "oversized length", ...).
 	ProtocolErrors map[string]uint64
@@ -104,12 +149,18 @@ type Server struct {
 	closed    bool
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
-	refusing  map[net.Conn]struct{}    // connections over MaxConns being refused
+	pending   map[net.Conn]struct{}    // connections waiting for their hello (or being refused)
+	nDriver   int                      // connections in conns that belong to drivers
 	subs      map[*serverConn]struct{} // connections that want interrupts
 	fan       *fanout                  // running while subs is not empty
 	irqLatch  bool                     // an edge arrived with no subscriber
+	owner     *chipOwner               // the driver of the chip, nil when none
+	ownerKey  atomic.Uint64            // owner's key, 0 when none: the hot path's check
+	nextAnon  uint64                   // keys of connections that did not identify
 	stats     ServerStats
-	wg        sync.WaitGroup // Serve and ServeConn calls
+
+	refusedWarn, brokenWarn, heldLog warnLimiter
+	wg                               sync.WaitGroup // Serve and ServeConn calls
 
 	requests, failed, busy, interrupts atomic.Uint64
 }
@@ -130,7 +181,7 @@ func NewServer(tr spibridge.Transport, cfg ServerConfig) *Server {
 		log:       cfg.Logger.Named("socket").With(zap.String("chip", cfg.Name)),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*serverConn]struct{}{},
-		refusing:  map[net.Conn]struct{}{},
+		pending:   map[net.Conn]struct{}{},
 		subs:      map[*serverConn]struct{}{},
 		stats:     ServerStats{ProtocolErrors: map[string]uint64{}},
 	}
@@ -168,6 +219,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	log := s.log.With(zap.Stringer("listen", ln.Addr()))
 	log.Info("serving SPI bus")
 	defer log.Info("stopped serving SPI bus")
+	defer s.refusedWarn.flush(log, "connections refused")
+	defer s.brokenWarn.flush(log, "connections closed")
 	backoff := 5 * time.Millisecond
 	for {
 		nc, err := ln.Accept()
@@ -186,7 +239,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		conns.Go(func() { s.ServeConn(sctx, nc) })
+		// Refused here, in the accept loop, when too many connections
+		// wait for their hello: a flood then holds one descriptor at a
+		// time instead of one per goroutine not yet run.
+		if s.enterPending(nc) != nil {
+			continue
+		}
+		conns.Go(func() { s.serveConn(sctx, nc) })
 	}
 }
 
@@ -210,68 +269,167 @@ func (s *Server) isClosed() bool {
 
 // ServeConn serves one connection until the client goes away, ctx is
 // done or Close is called, and closes it. It returns nil for an orderly
-// end, a *ProtocolError if the client broke the protocol (the
-// connection is closed after an error message; other connections are not
-// affected), or the I/O error that ended the connection.
+// end, a *ProtocolError if the client broke the protocol or could not be
+// served (the connection is closed after an error message; other
+// connections are not affected), or the I/O error that ended the
+// connection.
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
-	sc, err := s.admit(ctx, nc)
+	if err := s.enterPending(nc); err != nil {
+		return err
+	}
+	return s.serveConn(ctx, nc)
+}
+
+// serveConn is ServeConn once nc holds a pending slot.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) error {
+	h, br, err := s.readHello(nc)
+	if err != nil {
+		s.leavePending(nc)
+		var pe *ProtocolError
+		if errors.As(err, &pe) {
+			s.brokenWarn.warn(s.log, "closing connection: protocol error", zap.String("remote", socketPeer(nc)),
+				zap.String("reason", pe.Reason), zap.String("detail", pe.Detail))
+			nc.SetWriteDeadline(time.Now().Add(min(s.cfg.WriteTimeout, time.Second)))
+			nc.Write(appendError(nil, pe.code, pe.Detail))
+		}
+		nc.Close()
+		s.mu.Lock()
+		s.stats.Closed++
+		s.countErr(err)
+		s.mu.Unlock()
+		return err
+	}
+	sc, err := s.admit(ctx, nc, h, br)
 	if err != nil {
 		return err
 	}
 	defer s.wg.Done()
-	return sc.serve()
+	return sc.serve(h)
 }
 
-// admit registers a connection, or refuses it.
-func (s *Server) admit(ctx context.Context, nc net.Conn) (*serverConn, error) {
+// enterPending takes a pending slot for a connection that has yet to say
+// its hello, or closes it at once when MaxPending are pending already.
+func (s *Server) enterPending(nc net.Conn) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		nc.Close()
-		return nil, errServerClosed
+		return errServerClosed
 	}
-	if len(s.conns) >= s.cfg.MaxConns {
+	if len(s.pending) >= s.cfg.MaxPending {
 		s.stats.Refused++
-		s.refusing[nc] = struct{}{}
-		s.wg.Add(1)
 		s.mu.Unlock()
-		defer s.wg.Done()
-		err := s.refuse(nc)
-		s.mu.Lock()
-		delete(s.refusing, nc)
-		s.mu.Unlock()
-		return nil, err
+		nc.Close()
+		err := protoErr(reasonTooManyConns, "%d connections waiting for their hello already", s.cfg.MaxPending)
+		s.refusedWarn.warn(s.log, "connection refused", zap.String("remote", socketPeer(nc)), zap.String("reason", err.Reason), zap.String("detail", err.Detail))
+		return err
 	}
-	sc := newServerConn(s, nc)
-	sc.ctx, sc.cancel = context.WithCancel(ctx)
-	s.conns[sc] = struct{}{}
-	s.stats.Accepted++
+	s.pending[nc] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	return nil
+}
+
+// leavePending gives the pending slot back.
+func (s *Server) leavePending(nc net.Conn) {
+	s.mu.Lock()
+	delete(s.pending, nc)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// helloReaderSize is the buffer of a connection before its hello: small,
+// so that connections that never say hello cost little.
+const helloReaderSize = 16
+
+// readHello reads a client's hello within HelloTimeout through a small
+// buffer; the reader returned holds whatever the client sent after it.
+func (s *Server) readHello(nc net.Conn) (clientHello, *bufio.Reader, error) {
+	nc.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
+	br := bufio.NewReaderSize(nc, helloReaderSize)
+	var hdr [frameHeaderLen]byte
+	var body [helloMaxLen]byte
+	typ, n, err := readHeader(br, &hdr, fromClient)
+	if err == nil && typ != msgHello {
+		err = protoErr(reasonUnexpected, "first message of type 0x%02x, want a hello", uint8(typ))
+	}
+	if err == nil {
+		err = readBody(br, body[:n])
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = protoErr(reasonHelloTimeout, "no hello within %v", s.cfg.HelloTimeout)
+	}
+	if err != nil {
+		return clientHello{}, nil, err
+	}
+	h, err := parseHello(body[:n])
+	if err != nil {
+		return clientHello{}, nil, err
+	}
+	nc.SetReadDeadline(time.Time{})
+	return h, br, nil
+}
+
+// isDriverHello reports whether a hello comes from a driver's connection.
+func isDriverHello(h clientHello) bool { return h.flags&(flagInterrupts|flagDriver) != 0 }
+
+// admit registers a connection whose hello has arrived in its pool
+// (drivers' or register-only), or refuses it with an error message.
+func (s *Server) admit(ctx context.Context, nc net.Conn, h clientHello, hbr *bufio.Reader) (*serverConn, error) {
+	driver := isDriverHello(h)
+	s.mu.Lock()
+	delete(s.pending, nc)
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Done()
+		nc.Close()
+		return nil, errServerClosed
+	}
+	var full error
+	if driver && s.nDriver >= s.cfg.MaxDriverConns {
+		full = protoErr(reasonTooManyConns, "%d driver connections served already", s.cfg.MaxDriverConns)
+	} else if !driver && len(s.conns)-s.nDriver >= s.cfg.MaxConns {
+		full = protoErr(reasonTooManyConns, "%d register-only connections served already (drivers have slots of their own)", s.cfg.MaxConns)
+	}
+	if full != nil {
+		s.stats.Refused++
+		s.mu.Unlock()
+		defer s.wg.Done()
+		pe := full.(*ProtocolError)
+		s.refusedWarn.warn(s.log, "connection refused", zap.String("remote", socketPeer(nc)), zap.String("reason", pe.Reason), zap.String("detail", pe.Detail))
+		nc.SetWriteDeadline(time.Now().Add(min(s.cfg.WriteTimeout, time.Second)))
+		nc.Write(appendError(nil, reasonTooManyConns, pe.Detail))
+		nc.Close()
+		return nil, full
+	}
+	s.nextAnon++
+	sc := newServerConn(s, nc, hbr, driver, anonKeyBit|s.nextAnon)
+	sc.ctx, sc.cancel = context.WithCancel(ctx)
+	s.conns[sc] = struct{}{}
+	if driver {
+		s.nDriver++
+	}
+	s.stats.Accepted++
+	s.mu.Unlock() // the pending slot's wg count carries over to the connection
 	return sc, nil
 }
 
-// refuse answers a connection over MaxConns: it reads the client's hello
-// (bounded, briefly) and answers it with an error message.
-func (s *Server) refuse(nc net.Conn) error {
-	defer nc.Close()
-	err := protoErr(reasonTooManyConns, "%d connections served already", s.cfg.MaxConns)
-	s.log.Warn("connection refused", zap.String("remote", socketPeer(nc)), zap.String("reason", err.Reason))
-	wait := min(s.cfg.HelloTimeout, s.cfg.WriteTimeout, time.Second)
-	nc.SetDeadline(time.Now().Add(wait))
-	br := bufio.NewReaderSize(nc, 64)
-	var hdr [frameHeaderLen]byte
-	if _, n, rerr := readHeader(br, &hdr, fromClient); rerr == nil {
-		discardBody(br, n)
+// countErr accounts for the error that ended a connection. Called under mu.
+func (s *Server) countErr(err error) {
+	var pe *ProtocolError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe):
+		s.stats.ProtocolErrors[pe.Reason]++
+	default:
+		s.stats.IOErrors++
 	}
-	nc.Write(appendError(nil, reasonTooManyConns, err.Detail))
-	return err
 }
 
 // socketPeer is a connection's peer address for logs ("-" when the peer is
 // an unnamed Unix socket).
 func socketPeer(nc net.Conn) string {
-	if a := nc.RemoteAddr(); a != nil && a.String() != "" {
+	if a := nc.RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
 		return a.String()
 	}
 	return "-"
@@ -282,15 +440,12 @@ func (s *Server) closedConn(sc *serverConn, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, sc)
-	s.stats.Closed++
-	var pe *ProtocolError
-	switch {
-	case err == nil:
-	case errors.As(err, &pe):
-		s.stats.ProtocolErrors[pe.Reason]++
-	default:
-		s.stats.IOErrors++
+	if sc.driver {
+		s.nDriver--
 	}
+	s.stats.Closed++
+	s.countErr(err)
+	s.refreshExempt()
 }
 
 // Close closes every listener and connection and waits for the
@@ -307,7 +462,7 @@ func (s *Server) Close() error {
 	for sc := range s.conns {
 		conns = append(conns, sc)
 	}
-	for nc := range s.refusing {
+	for nc := range s.pending {
 		nc.Close()
 	}
 	s.mu.Unlock()

@@ -2,6 +2,7 @@ package socket
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -29,6 +30,14 @@ type serverConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	driver    bool          // admitted in the drivers' pool
+	key       atomic.Uint64 // the client's id, or a key of its own (anonKeyBit)
+	label     string        // who the client is, for logs and refusals; under srv.mu
+	takeover  bool          // the client asked to take the chip over; under srv.mu
+	exempt    atomic.Bool   // spared by the idle limit (see refreshExempt)
+	takenOver atomic.Bool   // closed because another client took the chip over
+	rdl       time.Time     // read deadline set on nc, by the reading role
+
 	bound    int32          // in-flight bound of this connection
 	inflight atomic.Int32   // requests read and not yet answered
 	free     chan *sockSlot // 2*bound slots: bound in flight, bound writing
@@ -48,11 +57,11 @@ type serverConn struct {
 	wdStopped bool
 	irq       chan struct{} // edges from the fan-out, coalesced
 	irqDone   chan struct{} // closed when the interrupt writer has stopped
+	edgeLost  bool          // the interrupt writer failed to send an edge; read after irqDone
 
 	hdr     [frameHeaderLen]byte
 	idb     [transferHdrLen]byte // reader's scratch: a request's id
-	helloB  [helloMaxLen]byte
-	replyB  []byte // reader's own replies (busy, error)
+	replyB  []byte               // reader's own replies (busy, error)
 	wmu     sync.Mutex
 	wdl     time.Time    // write deadline set on nc
 	wclosed bool         // no more writes: an error message went out, or a write failed
@@ -72,11 +81,20 @@ type sockSlot struct {
 // resultPrefix is the header of a result message before its data.
 const resultPrefix = frameHeaderLen + resultHdrLen
 
-func newServerConn(s *Server, nc net.Conn) *serverConn {
+// newServerConn makes the connection of an admitted client; hbr is the
+// small reader its hello came through (it may hold what the client sent
+// after the hello).
+func newServerConn(s *Server, nc net.Conn, hbr *bufio.Reader, driver bool, key uint64) *serverConn {
 	bound := s.cfg.MaxInFlight
+	var r io.Reader = nc
+	if n := hbr.Buffered(); n > 0 {
+		rest, _ := hbr.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(rest)), nc)
+	}
 	sc := &serverConn{
-		srv: s, nc: nc,
-		br:      bufio.NewReaderSize(nc, frameHeaderLen+transferHdrLen+MaxTransfer),
+		srv: s, nc: nc, driver: driver,
+		label:   "an unidentified client (peer " + socketPeer(nc) + ")",
+		br:      bufio.NewReaderSize(r, frameHeaderLen+transferHdrLen+MaxTransfer),
 		log:     s.log.With(zap.String("remote", socketPeer(nc))),
 		bound:   int32(bound),
 		free:    make(chan *sockSlot, 2*bound),
@@ -87,15 +105,16 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 	for range 2 * bound {
 		sc.free <- &sockSlot{}
 	}
+	sc.key.Store(key)
 	return sc
 }
 
 // serve runs the connection to its end and accounts for it.
-func (sc *serverConn) serve() error {
+func (sc *serverConn) serve(h clientHello) error {
 	s := sc.srv
 	stop := context.AfterFunc(sc.ctx, func() { sc.nc.Close() })
 	sc.log.Debug("client connected")
-	err := sc.handshake()
+	err := sc.handshake(h)
 	if err == nil {
 		sc.inline = !s.timing.Throttled()
 		sc.watchdog = time.AfterFunc(time.Hour, sc.tick)
@@ -111,10 +130,14 @@ func (sc *serverConn) serve() error {
 	var we *writeError
 	switch {
 	case errors.As(err, &pe):
-		sc.log.Warn("closing connection: protocol error", zap.String("reason", pe.Reason), zap.String("detail", pe.Detail))
+		s.brokenWarn.warn(sc.log, "closing connection: protocol error", zap.String("reason", pe.Reason), zap.String("detail", pe.Detail))
 		sc.sayError(pe)
 	case errors.As(err, &we):
-		sc.log.Warn("closing connection: write failed", zap.Error(we.err))
+		s.brokenWarn.warn(sc.log, "closing connection: write failed", zap.Error(we.err))
+	case sc.takenOver.Load():
+		err = protoErr(reasonTakenOver, "another client took the chip over")
+		sc.log.Info("connection closed: another client took the chip over")
+		sc.sayError(err.(*ProtocolError))
 	case err == io.EOF:
 		err = nil
 		sc.log.Debug("client disconnected")
@@ -129,37 +152,19 @@ func (sc *serverConn) serve() error {
 	sc.nc.Close()
 	sc.stopWatchdog()
 	sc.workers.Wait()
-	s.unsubscribe(sc)
 	if sc.irqDone != nil {
 		<-sc.irqDone
 	}
+	s.unsubscribe(sc)
 	s.closedConn(sc, err)
 	return err
 }
 
-// handshake reads the client's hello and answers it.
-func (sc *serverConn) handshake() error {
+// handshake answers the client's hello (read by the server before
+// admission) and subscribes the connection to interrupts if it asked.
+func (sc *serverConn) handshake(h clientHello) error {
 	s := sc.srv
-	sc.nc.SetReadDeadline(time.Now().Add(s.cfg.HelloTimeout))
-	typ, n, err := readHeader(sc.br, &sc.hdr, fromClient)
-	if err == nil && typ != msgHello {
-		err = protoErr(reasonUnexpected, "first message of type 0x%02x, want a hello", uint8(typ))
-	}
-	if err == nil {
-		err = readBody(sc.br, sc.helloB[:n])
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		err = protoErr(reasonHelloTimeout, "no hello within %v", s.cfg.HelloTimeout)
-	}
-	if err != nil {
-		return err
-	}
-	h, err := parseHello(sc.helloB[:n])
-	if err != nil {
-		return err
-	}
-	sc.nc.SetReadDeadline(time.Time{})
-	w := serverHello{timing: s.timing, maxTransfer: MaxTransfer, maxInFlight: int(sc.bound), name: s.cfg.Name}
+	w := serverHello{timing: s.timing, maxTransfer: MaxTransfer, maxInFlight: int(sc.bound), name: s.cfg.Name, flags: flagOwnership}
 	wantIRQ := h.flags&flagInterrupts != 0
 	if wantIRQ {
 		w.flags |= flagInterrupts
@@ -167,13 +172,12 @@ func (sc *serverConn) handshake() error {
 	if err := sc.write(appendWelcome(sc.replyB[:0], w)); err != nil {
 		return err
 	}
-	sc.log.Debug("hello", zap.Bool("interrupts", wantIRQ))
+	sc.log.Debug("hello", zap.Bool("interrupts", wantIRQ), zap.Bool("driver", sc.driver))
 	if wantIRQ {
 		sc.irqDone = make(chan struct{})
 		s.subscribe(sc)
 		go sc.irqWriter()
 	}
-
 	return nil
 }
 
@@ -186,7 +190,18 @@ func (sc *serverConn) handshake() error {
 func (sc *serverConn) readRole() {
 	defer sc.workers.Done()
 	for {
-		typ, n, err := readHeader(sc.br, &sc.hdr, fromClient)
+		err := sc.awaitMessage()
+		var typ msgType
+		var n int
+		if err == nil {
+			typ, n, err = readHeader(sc.br, &sc.hdr, fromClient)
+		}
+		if err == nil && typ == msgIdentify {
+			err = sc.readIdentify(n)
+			if err == nil {
+				continue
+			}
+		}
 		if err == nil && typ != msgTransfer {
 			err = protoErr(reasonUnexpected, "message type 0x%02x after the hello", uint8(typ))
 		}
@@ -195,6 +210,9 @@ func (sc *serverConn) readRole() {
 			sl, err = sc.request(n)
 		}
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = protoErr(reasonMessageTimeout, "message not complete %v after its first byte", sc.srv.cfg.MessageTimeout)
+			}
 			sc.readErr <- err
 			return
 		}
@@ -212,6 +230,67 @@ func (sc *serverConn) readRole() {
 		sc.transfer(sl)
 		return
 	}
+}
+
+// awaitMessage waits for the first byte of the next message and sets
+// the read deadline for the rest: none when the whole message is in the
+// buffer already (the common case: no timer is touched), MessageTimeout
+// from its first byte otherwise. While it waits for the first byte, a
+// connection the idle limit does not spare has IdleTimeout to send it.
+func (sc *serverConn) awaitMessage() error {
+	cfg := &sc.srv.cfg
+	for sc.br.Buffered() == 0 {
+		var want time.Time
+		exempt := sc.exempt.Load()
+		if !exempt {
+			want = time.Now().Add(cfg.IdleTimeout)
+		}
+		sc.setReadDeadline(want)
+		_, err := sc.br.Peek(1)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err // io.EOF at a message boundary: an orderly end
+		}
+		if exempt || sc.exempt.Load() {
+			continue // became exempt while waiting (subscribed, or the chip's driver)
+		}
+		return protoErr(reasonIdle, "nothing sent for %v and no interrupt subscription", cfg.IdleTimeout)
+	}
+	if b, err := sc.br.Peek(min(sc.br.Buffered(), 4)); err == nil && len(b) == 4 {
+		if l := binary.BigEndian.Uint32(b); l <= socketMaxLength && sc.br.Buffered() >= 4+int(l) {
+			if !sc.rdl.IsZero() && sc.exempt.Load() {
+				sc.setReadDeadline(time.Time{})
+			}
+			return nil // the whole message is in: no blocking read follows
+		}
+	}
+	sc.setReadDeadline(time.Now().Add(cfg.MessageTimeout))
+	return nil
+}
+
+// setReadDeadline sets the read deadline unless it is set already.
+func (sc *serverConn) setReadDeadline(t time.Time) {
+	if t.Equal(sc.rdl) {
+		return
+	}
+	sc.rdl = t
+	sc.nc.SetReadDeadline(t)
+}
+
+// readIdentify reads the body of an identify message.
+func (sc *serverConn) readIdentify(n int) error {
+	var b [identifyMaxLen]byte
+	if err := readBody(sc.br, b[:n]); err != nil {
+		return err
+	}
+	m, err := parseIdentify(b[:n])
+	if err != nil {
+		return err
+	}
+	sc.identified(m)
+	return nil
 }
 
 // request reads the body of a transfer request of n bytes into a slot,
@@ -257,12 +336,22 @@ var errBusy = errors.New("spibridge: socket server: too many requests in flight 
 // transfer runs one request through the transport and writes its result.
 func (sc *serverConn) transfer(sl *sockSlot) {
 	s := sc.srv
-	err := s.tr.Transfer(sc.ctx, sl.tx[:sl.n], sl.out[resultPrefix:resultPrefix+sl.n])
+	var err error
+	status := statusOK
+	if op := classify(sl.tx[:sl.n]); op != opNone {
+		if err = sc.checkOwner(op); err != nil {
+			status = statusHeld
+		}
+	}
+	if err == nil {
+		err = s.tr.Transfer(sc.ctx, sl.tx[:sl.n], sl.out[resultPrefix:resultPrefix+sl.n])
+		status = statusOf(err)
+	}
 	msg := sl.out[:resultPrefix+sl.n]
 	if err == nil {
 		putResultHeader(msg, sl.id, statusOK, sl.n)
 	} else {
-		msg = appendResultError(sl.out[:0], sl.id, statusOf(err), err)
+		msg = appendResultError(sl.out[:0], sl.id, status, err)
 		s.failed.Add(1)
 	}
 	// Out of flight before the write: the client may send its next
@@ -286,6 +375,7 @@ func (sc *serverConn) irqWriter() {
 			return
 		case <-sc.irq:
 			if sc.write(msg[:]) != nil {
+				sc.edgeLost = true
 				return
 			}
 			sc.srv.interrupts.Add(1)

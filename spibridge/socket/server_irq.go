@@ -9,12 +9,16 @@ type fanout struct {
 	stop, done chan struct{}
 }
 
-// subscribe adds sc to the connections that get interrupts.
+// subscribe adds sc to the connections that get interrupts and tells it
+// the level of the line: one interrupt message at once if the line is
+// asserted (or an edge was latched while nobody listened, or the level
+// is unknown).
 func (s *Server) subscribe(sc *serverConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.subs[sc] = struct{}{}
-	if s.irqLatch {
+	s.refreshExempt()
+	if s.irqLatch || s.cfg.IRQLevel == nil || s.cfg.IRQLevel() {
 		s.irqLatch = false
 		socketSignal(sc.irq)
 	}
@@ -25,7 +29,10 @@ func (s *Server) subscribe(sc *serverConn) {
 	}
 }
 
-// unsubscribe removes sc, stopping the fan-out after the last one.
+// unsubscribe removes sc, stopping the fan-out after the last one. Its
+// interrupt writer has stopped: an edge it did not deliver (pending, or
+// its write failed) is latched for the next subscriber if no other
+// connection got it.
 func (s *Server) unsubscribe(sc *serverConn) {
 	s.mu.Lock()
 	if _, ok := s.subs[sc]; !ok {
@@ -33,6 +40,16 @@ func (s *Server) unsubscribe(sc *serverConn) {
 		return
 	}
 	delete(s.subs, sc)
+	undelivered := sc.edgeLost
+	select {
+	case <-sc.irq:
+		undelivered = true
+	default:
+	}
+	if undelivered && len(s.subs) == 0 {
+		s.irqLatch = true
+	}
+	s.refreshExempt()
 	var f *fanout
 	if len(s.subs) == 0 {
 		f, s.fan = s.fan, nil

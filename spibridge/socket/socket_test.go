@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -352,8 +353,10 @@ func TestSocketInterrupts(t *testing.T) {
 		if !edgePending(drv2.Interrupt()) {
 			t.Error("new driver missed the edge raised while nobody listened")
 		}
-		if st := srv.Stats(); st.Interrupts != 5 {
-			t.Errorf("server sent %d interrupt messages, want 5", st.Interrupts)
+		// 5 edges; the level a subscriber is told at its hello may come
+		// as a message of its own or coalesce with the pending edge.
+		if st := srv.Stats(); st.Interrupts < 5 || st.Interrupts > 7 {
+			t.Errorf("server sent %d interrupt messages, want 5-7", st.Interrupts)
 		}
 	})
 }
@@ -487,24 +490,41 @@ func TestSocketServerClose(t *testing.T) {
 	})
 }
 
-// TestSocketMaxConns: over MaxConns, a connection is refused with an
-// error message; the client's error wraps ECONNREFUSED.
+// TestSocketMaxConns: each pool (drivers', register-only) is bounded on
+// its own; over its bound a connection is refused with an error message
+// and the client's error wraps ECONNREFUSED. Register-only clients that
+// fill their pool do not keep a driver out.
 func TestSocketMaxConns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bus := spibridge.NewInProcess(newFakeDev(), spibridge.DefaultTiming(), nil)
 		defer bus.Close()
-		srv := NewServer(bus, ServerConfig{MaxConns: 2}) // one client: requests and interrupts
+		srv := NewServer(bus, ServerConfig{MaxConns: 2, MaxDriverConns: 2})
 		defer srv.Close()
-		cl := newPipeClient(t, srv, ClientConfig{})
+		var tools []*Client
+		for range 2 {
+			tl := newPipeClient(t, srv, ClientConfig{NoInterrupts: true})
+			defer tl.Close()
+			tools = append(tools, tl)
+		}
+		if _, err := NewClient(pipeDialer(srv, nil), ClientConfig{NoInterrupts: true}); !errors.Is(err, syscall.ECONNREFUSED) ||
+			!strings.Contains(err.Error(), "register-only") {
+			t.Errorf("third register tool: %v, want ECONNREFUSED", err)
+		}
+		cl := newPipeClient(t, srv, ClientConfig{}) // requests and interrupts: both driver slots
 		defer cl.Close()
 		_, err := NewClient(pipeDialer(srv, nil), ClientConfig{})
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Errorf("second client: %v, want ECONNREFUSED", err)
+		if !errors.Is(err, syscall.ECONNREFUSED) || !strings.Contains(err.Error(), "driver connections") {
+			t.Errorf("second driver: %v, want ECONNREFUSED", err)
 		}
 		if err := cl.Transfer(context.Background(), proto.RegRead(0), make([]byte, 8)); err != nil {
-			t.Errorf("first client after the refusal: %v", err)
+			t.Errorf("first client after the refusals: %v", err)
 		}
-		if st := srv.Stats(); st.Refused != 1 || st.Accepted != 2 {
+		for _, tl := range tools {
+			if err := tl.Transfer(context.Background(), proto.RegRead(0), make([]byte, 8)); err != nil {
+				t.Errorf("register tool after the refusals: %v", err)
+			}
+		}
+		if st := srv.Stats(); st.Refused != 2 || st.Accepted != 4 {
 			t.Errorf("server stats %+v", st)
 		}
 	})
@@ -537,6 +557,12 @@ func TestSocketMalformedInput(t *testing.T) {
 		{"empty transfer", clientHello + " 00 00 00 05 03 00 00 00 01", reasonBadLength, false},
 		{"transfer over the limit", clientHello + " 00 00 10 06 03 00 00 00 01", reasonBadLength, false},
 		{"silence", "", reasonHelloTimeout, false},
+		{"length zero, no type byte yet", clientHello + " 00 00 00 00", reasonBadLength, false},
+		{"oversized, no type byte yet", clientHello + " 00 01 00 00", reasonOversized, false},
+		{"quiet after the hello", goldenHelloNoIRQ, reasonIdle, false},
+		{"stops inside a message", clientHello + " 00 00 00 0d 03 00 00", reasonMessageTimeout, false},
+		{"stops inside a header", clientHello + " 00 00", reasonMessageTimeout, false},
+		{"stops inside the hello", "00 00 00 09 01 54", reasonHelloTimeout, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

@@ -32,6 +32,7 @@ const (
 	msgResult   msgType = 0x04 // server -> client
 	msgIRQ      msgType = 0x05 // server -> client
 	msgError    msgType = 0x06 // server -> client, then the server closes
+	msgIdentify msgType = 0x07 // client -> server, after a welcome with flagOwnership
 )
 
 // Layout figures.
@@ -45,6 +46,11 @@ const (
 	transferHdrLen = 4 // id
 	resultHdrLen   = 5 // id, status
 	errorMinLen    = 1 // code
+	identifyMinLen = 9 // client id u64, flags u8
+	// MaxLabel is the longest label (who the client is) an identify
+	// message carries.
+	MaxLabel       = 64
+	identifyMaxLen = identifyMinLen + MaxLabel
 	// socketMaxLength is the largest length field either side accepts:
 	// a result carrying MaxTransfer bytes.
 	socketMaxLength = 1 + resultHdrLen + MaxTransfer
@@ -53,6 +59,13 @@ const (
 // Hello flags.
 const (
 	flagInterrupts uint16 = 1 << 0 // client: send me IRQ; server: you will get IRQ
+	flagDriver     uint16 = 1 << 1 // client: this connection belongs to a driver (a connection slot kept for drivers)
+	flagOwnership  uint16 = 1 << 1 // server (welcome): one driver per chip; send an identify message
+)
+
+// Identify flags.
+const (
+	identifyTakeover uint8 = 1 << 0 // replace the chip's current driver
 )
 
 // Timeout modes of the welcome.
@@ -71,7 +84,8 @@ const (
 	statusIO       uint8 = 5 // EIO: any other failure
 	statusMsgSize  uint8 = 6 // EMSGSIZE: longer than the server carries
 	statusCanceled uint8 = 7 // ECANCELED: cancelled by the server (closing)
-	numStatuses          = 8
+	statusHeld     uint8 = 8 // EBUSY: another client drives the chip
+	numStatuses          = 9
 )
 
 var statusErrno = [numStatuses]syscall.Errno{
@@ -83,6 +97,7 @@ var statusErrno = [numStatuses]syscall.Errno{
 	statusIO:       syscall.EIO,
 	statusMsgSize:  syscall.EMSGSIZE,
 	statusCanceled: syscall.ECANCELED,
+	statusHeld:     syscall.EBUSY,
 }
 
 // statusOf maps a transport error to the status that carries it.
@@ -121,6 +136,8 @@ func msgBounds(dir msgDirection, typ msgType) (b msgBodyBounds, ok bool) {
 	switch {
 	case dir == fromClient && typ == msgHello:
 		return msgBodyBounds{helloMinLen, helloMaxLen}, true
+	case dir == fromClient && typ == msgIdentify:
+		return msgBodyBounds{identifyMinLen, identifyMaxLen}, true
 	case dir == fromClient && typ == msgTransfer:
 		return msgBodyBounds{transferHdrLen + 1, transferHdrLen + MaxTransfer}, true
 	case dir == fromServer && typ == msgWelcome:
@@ -141,36 +158,42 @@ type closeReason uint8
 
 // Close reasons.
 const (
-	reasonNone         closeReason = iota
-	reasonShort                    // the stream ended inside a message
-	reasonOversized                // length field over socketMaxLength
-	reasonBadLength                // length outside the bounds of the type
-	reasonUnknownType              // type byte not in the protocol
-	reasonUnexpected               // a known type in the wrong direction or state
-	reasonBadMagic                 // hello without the magic
-	reasonBadVersion               // hello of a version this side does not speak
-	reasonBadHello                 // hello fields out of range
-	reasonBadResult                // result for no request, or of the wrong length or status
-	reasonHelloTimeout             // no hello in time
-	reasonTooManyConns             // the server's connection limit is reached
-	reasonWriteFailed              // a write failed or timed out
+	reasonNone           closeReason = iota
+	reasonShort                      // the stream ended inside a message
+	reasonOversized                  // length field over socketMaxLength
+	reasonBadLength                  // length outside the bounds of the type
+	reasonUnknownType                // type byte not in the protocol
+	reasonUnexpected                 // a known type in the wrong direction or state
+	reasonBadMagic                   // hello without the magic
+	reasonBadVersion                 // hello of a version this side does not speak
+	reasonBadHello                   // hello fields out of range
+	reasonBadResult                  // result for no request, or of the wrong length or status
+	reasonHelloTimeout               // no hello in time
+	reasonTooManyConns               // the server's connection limit is reached
+	reasonWriteFailed                // a write failed or timed out
+	reasonIdle                       // nothing sent for the idle limit, no interrupt subscription
+	reasonMessageTimeout             // a message not complete in time after its first byte
+	reasonTakenOver                  // another client took the chip over (--takeover)
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
-	reasonNone:         "none",
-	reasonShort:        "short message",
-	reasonOversized:    "oversized length",
-	reasonBadLength:    "bad length",
-	reasonUnknownType:  "unknown type",
-	reasonUnexpected:   "unexpected message",
-	reasonBadMagic:     "bad magic",
-	reasonBadVersion:   "bad version",
-	reasonBadHello:     "bad hello",
-	reasonBadResult:    "bad result",
-	reasonHelloTimeout: "hello timeout",
-	reasonTooManyConns: "too many connections",
-	reasonWriteFailed:  "write failed",
+	reasonNone:           "none",
+	reasonShort:          "short message",
+	reasonOversized:      "oversized length",
+	reasonBadLength:      "bad length",
+	reasonUnknownType:    "unknown type",
+	reasonUnexpected:     "unexpected message",
+	reasonBadMagic:       "bad magic",
+	reasonBadVersion:     "bad version",
+	reasonBadHello:       "bad hello",
+	reasonBadResult:      "bad result",
+	reasonHelloTimeout:   "hello timeout",
+	reasonTooManyConns:   "too many connections",
+	reasonWriteFailed:    "write failed",
+	reasonIdle:           "idle timeout",
+	reasonMessageTimeout: "message timeout",
+	reasonTakenOver:      "taken over",
 }
 
 func (r closeReason) String() string {
@@ -206,7 +229,9 @@ func protoErr(r closeReason, format string, args ...any) *ProtocolError {
 // body is read. A clean end of stream at a message boundary is io.EOF;
 // other I/O errors are returned as they are.
 func readHeader(r *bufio.Reader, hdr *[frameHeaderLen]byte, dir msgDirection) (msgType, int, error) {
-	if n, err := io.ReadFull(r, hdr[:]); err != nil {
+	// The length is checked as soon as its 4 bytes are in: a length of 0
+	// or over the limit is answered without waiting for a type byte.
+	if n, err := io.ReadFull(r, hdr[:4]); err != nil {
 		switch {
 		case n == 0:
 			return 0, 0, err // at a message boundary
@@ -217,13 +242,19 @@ func readHeader(r *bufio.Reader, hdr *[frameHeaderLen]byte, dir msgDirection) (m
 		}
 	}
 	length := binary.BigEndian.Uint32(hdr[0:4])
-	typ := msgType(hdr[4])
 	if length > socketMaxLength {
-		return 0, 0, protoErr(reasonOversized, "length %d over the limit of %d (type 0x%02x)", length, socketMaxLength, uint8(typ))
+		return 0, 0, protoErr(reasonOversized, "length %d over the limit of %d", length, socketMaxLength)
 	}
 	if length == 0 {
 		return 0, 0, protoErr(reasonBadLength, "length 0 (no type byte)")
 	}
+	if _, err := io.ReadFull(r, hdr[4:]); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return 0, 0, protoErr(reasonShort, "stream ended after 4 of %d header bytes", frameHeaderLen)
+		}
+		return 0, 0, &midMessageError{err}
+	}
+	typ := msgType(hdr[4])
 	b, ok := msgBounds(dir, typ)
 	if !ok {
 		if _, other := msgBounds(1-dir, typ); other {
@@ -328,7 +359,11 @@ func appendWelcome(b []byte, w serverHello) []byte {
 	binary.BigEndian.PutUint16(p[4:6], Version)
 	binary.BigEndian.PutUint16(p[6:8], w.flags)
 	binary.BigEndian.PutUint64(p[8:16], uint64(max(w.timing.ClockHz, 0)))
-	binary.BigEndian.PutUint64(p[16:24], uint64(max(w.timing.Overhead, 0)))
+	overhead := w.timing.Overhead
+	if !w.timing.Throttled() {
+		overhead = 0 // no model, no overhead: transfers take no emulated time
+	}
+	binary.BigEndian.PutUint64(p[16:24], uint64(max(overhead, 0)))
 	mode, timeout := timeoutLinux, time.Duration(0)
 	if w.timing.Timeout > 0 {
 		mode, timeout = timeoutFixed, w.timing.Timeout
@@ -403,4 +438,37 @@ func appendError(b []byte, code closeReason, text string) []byte {
 	h[5] = byte(code)
 	b = append(b, h[:]...)
 	return append(b, text...)
+}
+
+// identify is a client's identify message: who it is, so that the
+// server knows which connections belong to one driver across reconnects.
+type identify struct {
+	id       uint64
+	takeover bool
+	label    string
+}
+
+// appendIdentify appends an identify message to b.
+func appendIdentify(b []byte, m identify) []byte {
+	label := m.label[:min(len(m.label), MaxLabel)]
+	var h [frameHeaderLen + identifyMinLen]byte
+	putHeader(h[:], msgIdentify, identifyMinLen+len(label))
+	binary.BigEndian.PutUint64(h[5:13], m.id)
+	if m.takeover {
+		h[13] = identifyTakeover
+	}
+	b = append(b, h[:]...)
+	return append(b, label...)
+}
+
+// parseIdentify decodes an identify body (bounds already checked).
+func parseIdentify(b []byte) (identify, error) {
+	m := identify{id: binary.BigEndian.Uint64(b[0:8]), takeover: b[8]&identifyTakeover != 0, label: string(b[identifyMinLen:])}
+	if m.id == 0 {
+		return m, protoErr(reasonBadHello, "identify with client id 0")
+	}
+	if b[8]&^identifyTakeover != 0 {
+		return m, protoErr(reasonBadHello, "identify flags 0x%02x", b[8])
+	}
+	return m, nil
 }

@@ -20,6 +20,8 @@ import (
 const (
 	goldenHello      = "00 00 00 09 01  54 53 4e 42  00 01  00 01"
 	goldenHelloNoIRQ = "00 00 00 09 01  54 53 4e 42  00 01  00 00"
+	// The hello of a driver's request connection (flag 1: a driver).
+	goldenHelloDriver = "00 00 00 09 01  54 53 4e 42  00 01  00 02"
 	// Server hello: DefaultTiming (15 MHz, 20 us, Linux timeouts), 4096,
 	// 16 in flight, name "A", interrupts granted.
 	goldenWelcome = "00 00 00 2a 02  54 53 4e 42  00 01  00 01" +
@@ -28,6 +30,13 @@ const (
 	goldenWelcomeNoIRQ = "00 00 00 2a 02  54 53 4e 42  00 01  00 00" +
 		"  00 00 00 00 00 e4 e1 c0  00 00 00 00 00 00 4e 20" +
 		"  00  00 00 00 00 00 00 00 00  00 00 10 00  00 10  01 41"
+	// The same from a server that keeps one driver per chip (flag 1:
+	// send an identify message).
+	goldenWelcomeOwn = "00 00 00 2a 02  54 53 4e 42  00 01  00 03" +
+		"  00 00 00 00 00 e4 e1 c0  00 00 00 00 00 00 4e 20" +
+		"  00  00 00 00 00 00 00 00 00  00 00 10 00  00 10  01 41"
+	// Identify: client id 0x0102030405060708, takeover, label "t".
+	goldenIdentify = "00 00 00 0b 07  01 02 03 04 05 06 07 08  01  74"
 	// Register read of TSN_SYSCOUNT_H (02 32 88 + 5 bytes), id 1.
 	goldenRequest = "00 00 00 0d 03  00 00 00 01  02 32 88 00 00 00 00 00"
 	goldenResult  = "00 00 00 0e 04  00 00 00 01  00  00 00 00 00 12 34 56 78"
@@ -53,8 +62,19 @@ func TestSocketGoldenEncoding(t *testing.T) {
 	if got := appendWelcome(nil, w); !bytes.Equal(got, want) {
 		t.Errorf("welcome, fixed timeout\n got % x\nwant % x", got, want)
 	}
+	// The model off: clock 0 and overhead 0, whatever Overhead says.
+	w.timing = spibridge.Timing{Overhead: 20 * time.Microsecond}
+	if got, err := parseWelcome(appendWelcome(nil, w)[frameHeaderLen:]); err != nil || got.timing != (spibridge.Timing{}) {
+		t.Errorf("welcome, model off: %+v, %v; want clock and overhead 0", got.timing, err)
+	}
 	if got := appendResultError(nil, 2, statusTimedOut, errors.New("x")); !bytes.Equal(got, unhex(t, goldenFailed)) {
 		t.Errorf("failed result\n got % x\nwant % x", got, unhex(t, goldenFailed))
+	}
+	if got, want := appendIdentify(nil, identify{id: 0x0102030405060708, takeover: true, label: "t"}), unhex(t, goldenIdentify); !bytes.Equal(got, want) {
+		t.Errorf("identify\n got % x\nwant % x", got, want)
+	}
+	if m, err := parseIdentify(unhex(t, goldenIdentify)[frameHeaderLen:]); err != nil || m.id != 0x0102030405060708 || !m.takeover || m.label != "t" {
+		t.Errorf("parseIdentify: %+v, %v", m, err)
 	}
 	if got, want := appendError(nil, reasonBadVersion, "v"), unhex(t, "00 00 00 03 06 07 76"); !bytes.Equal(got, want) {
 		t.Errorf("error message\n got % x\nwant % x", got, want)
@@ -83,10 +103,11 @@ func TestSocketGoldenClientBytes(t *testing.T) {
 			wg  sync.WaitGroup
 		)
 		wg.Go(func() { cl, err = NewClient(dial, ClientConfig{}) })
-		// The request connection: a hello without interrupts.
+		// The request connection: a driver's hello without interrupts.
+		// The server is one without one-driver-per-chip: no identify.
 		s := <-srvEnd
 		defer s.Close()
-		if got, want := readN(t, s, 13), unhex(t, goldenHelloNoIRQ); !bytes.Equal(got, want) {
+		if got, want := readN(t, s, 13), unhex(t, goldenHelloDriver); !bytes.Equal(got, want) {
 			t.Errorf("client hello, request connection\n got % x\nwant % x", got, want)
 		}
 		writeAll(t, s, unhex(t, goldenWelcomeNoIRQ))
@@ -146,13 +167,14 @@ func TestSocketGoldenServerBytes(t *testing.T) {
 		dev := newFakeDev()
 		bus := spibridge.NewInProcess(dev, spibridge.DefaultTiming(), nil)
 		defer bus.Close()
-		srv := NewServer(bus, ServerConfig{Name: "A"})
+		srv := NewServer(bus, ServerConfig{Name: "A", IRQLevel: func() bool { return false }})
 		defer srv.Close()
 		c, res := rawConn(srv)
 		writeAll(t, c, unhex(t, goldenHello))
-		if got := readN(t, c, 46); !bytes.Equal(got, unhex(t, goldenWelcome)) {
-			t.Errorf("server hello\n got % x\nwant % x", got, unhex(t, goldenWelcome))
+		if got := readN(t, c, 46); !bytes.Equal(got, unhex(t, goldenWelcomeOwn)) {
+			t.Errorf("server hello\n got % x\nwant % x", got, unhex(t, goldenWelcomeOwn))
 		}
+		writeAll(t, c, unhex(t, goldenIdentify))
 		writeAll(t, c, unhex(t, goldenRequest))
 		want := unhex(t, "00 00 00 0e 04  00 00 00 01  00  a5 a5 a5 a5 a5 a5 a5 a5")
 		if got := readN(t, c, 18); !bytes.Equal(got, want) {
