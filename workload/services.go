@@ -157,6 +157,7 @@ func (s *Services) acceptLoop(l net.Listener, name string, run func(net.Conn) (i
 		s.active[name]++
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
+		remote := c.RemoteAddr() // gonet forgets it at Close
 		s.wg.Go(func() {
 			start := time.Now()
 			in, out, err := run(c)
@@ -183,7 +184,7 @@ func (s *Services) acceptLoop(l net.Listener, name string, run func(net.Conn) (i
 				end = "service stopped"
 			}
 			s.report(fmt.Sprintf("%s from %v: %d bytes in, %d out in %v (%.2f Mbit/s); %s",
-				name, c.RemoteAddr(), in, out, elapsed.Round(time.Millisecond),
+				name, remote, in, out, elapsed.Round(time.Millisecond),
 				float64(in+out)*8/max(elapsed.Seconds(), 1e-9)/1e6, end))
 		})
 	}
