@@ -346,4 +346,3 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 		}
 	}
 }
-
