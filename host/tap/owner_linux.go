@@ -127,6 +127,10 @@ func lockOwners() (func(), error) {
 	}
 	f, err := os.OpenFile(filepath.Join(ownerDir, lockName), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("tap: lock %s: %w: --netns needs write access to %s and %s "+
+				"(root, or CAP_DAC_OVERRIDE besides CAP_NET_ADMIN and CAP_SYS_ADMIN)", ownerDir, err, ownerDir, netnsRunDir)
+		}
 		return nil, fmt.Errorf("tap: lock %s: %w", ownerDir, err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {

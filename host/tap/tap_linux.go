@@ -5,6 +5,7 @@ package tap
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 
 	"github.com/songgao/water"
@@ -50,6 +51,10 @@ func New(cfg Config) (*Device, error) {
 		PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name},
 	})
 	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("tap: create TAP %q: %w: this user may not open %s (the usual mode is 0666; "+
+				"with CAP_NET_ADMIN that is all a TAP needs), or run as root", cfg.Name, err, tunPath)
+		}
 		return nil, fmt.Errorf("tap: create TAP %q: %w", cfg.Name, err)
 	}
 	if got := ifce.Name(); got != cfg.Name {
