@@ -187,7 +187,7 @@ func serveCableEnd(t *testing.T) (srv *child, attach, cablePath string) {
 	attach = "unix:" + filepath.Join(dir, "a.sock")
 	cablePath = filepath.Join(dir, "cable.sock")
 	srv = startTsnsim(t, "ready", "chip", "serve", "--node", "a", "--listen", "a="+attach,
-		"--cable-end", "stream-listen:unix:"+cablePath, "-v")
+		"--cable-end", "stream-listen:unix:"+cablePath)
 	return srv, attach, cablePath
 }
 
@@ -344,5 +344,25 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no %s after 30s", what)
 		}
+	}
+}
+
+// TestServeCableEndHint: a chip server for node b behind a cable end
+// prints an attach hint that names --node b, and logs its cable end at
+// the default verbosity.
+func TestServeCableEndHint(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut strings.Builder
+	status := run([]string{"chip", "serve", "--node", "b", "--listen", "b=unix:" + filepath.Join(dir, "b.sock"),
+		"--cable-end", "stream-listen:unix:" + filepath.Join(dir, "cable.sock"), "--duration", "200ms"}, &out, &errOut)
+	if status != 0 {
+		t.Fatalf("status %d:\n%s\n%s", status, out.String(), errOut.String())
+	}
+	want := "ready; attach with: tsnsim run --attach unix:" + filepath.Join(dir, "b.sock") + " --node b"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("no %q in:\n%s", want, out.String())
+	}
+	if !strings.Contains(errOut.String(), "listening") {
+		t.Errorf("the cable end's listening line is not logged by default:\n%s", errOut.String())
 	}
 }
