@@ -114,6 +114,7 @@ type streamPeer struct {
 	st   *netstack.Stack
 	mu   sync.Mutex // one frame per write
 	done chan struct{}
+	once sync.Once
 }
 
 func (p *streamPeer) Transmit(f []byte) error {
@@ -129,7 +130,7 @@ func (p *streamPeer) Wake() <-chan struct{} { return nil }
 var _ host.NIC = (*streamPeer)(nil)
 
 // dialStreamPeer connects a peer stack with addresses addrs to the
-// stream cable end at path.
+// stream cable end listening at path (QEMU's server=off).
 func dialStreamPeer(t *testing.T, path string, addrs ...string) *streamPeer {
 	t.Helper()
 	var conn net.Conn
@@ -142,6 +143,39 @@ func dialStreamPeer(t *testing.T, path string, addrs ...string) *streamPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newStreamPeer(t, conn, addrs...)
+}
+
+// listenStreamPeer listens at path for the cable end to dial in, as QEMU
+// does with server=on, and returns the peer once it has.
+func listenStreamPeer(t *testing.T, path string, addrs ...string) *streamPeer {
+	t.Helper()
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close() // one peer, like QEMU; a new peer listens anew
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	select {
+	case c := <-accepted:
+		if c == nil {
+			t.Fatal("accept failed")
+		}
+		return newStreamPeer(t, c, addrs...)
+	case <-time.After(30 * time.Second):
+		l.Close()
+		t.Fatalf("the cable end did not dial %s within 30s", path)
+		return nil
+	}
+}
+
+// newStreamPeer runs a peer stack over conn.
+func newStreamPeer(t *testing.T, conn net.Conn, addrs ...string) *streamPeer {
+	t.Helper()
 	var prefixes []netip.Prefix
 	for _, a := range addrs {
 		prefixes = append(prefixes, netip.MustParsePrefix(a))
@@ -174,34 +208,38 @@ func dialStreamPeer(t *testing.T, path string, addrs ...string) *streamPeer {
 }
 
 func (p *streamPeer) close() {
-	p.conn.Close()
-	<-p.done
-	p.st.Close()
+	p.once.Do(func() {
+		p.conn.Close()
+		<-p.done
+		p.st.Close()
+	})
 }
 
-// serveCableEnd starts a chip server for node a whose cable ends at a
-// unix stream socket; it returns the chip's --attach address and the
-// cable socket's path.
-func serveCableEnd(t *testing.T) (srv *child, attach, cablePath string) {
-	dir := t.TempDir()
-	attach = "unix:" + filepath.Join(dir, "a.sock")
-	cablePath = filepath.Join(dir, "cable.sock")
+// serveCableEnd starts a chip server for node a whose cable ends at the
+// unix stream socket cablePath, listening or (mode stream-connect)
+// dialling; it returns the chip's --attach address.
+func serveCableEnd(t *testing.T, mode, cablePath string) (srv *child, attach string) {
+	attach = "unix:" + filepath.Join(t.TempDir(), "a.sock")
 	srv = startTsnsim(t, "ready", "chip", "serve", "--node", "a", "--listen", "a="+attach,
-		"--cable-end", "stream-listen:unix:"+cablePath)
-	return srv, attach, cablePath
+		"--cable-end", mode+":unix:"+cablePath)
+	return srv, attach
 }
 
 const bulk = 4 << 20
 
-// TestOneNodeServe drives `tsnsim run --attach ADDR --node a --serve`
-// against a chip server whose cable ends at a plain Go program speaking
-// QEMU's stream framing: the peer resolves the node (ARP), pings it, and
-// moves 4 MiB through the TCP echo service, so 4 MiB each way at once
-// cross the emulated chip, checked byte for byte; then UDP echo. The
-// node reports the connection and passes its accounting at SIGTERM.
+// TestOneNodeServe follows docs/cable-sockets.md's QEMU recipe with a
+// plain Go program in QEMU's place: it listens like QEMU's server=on and
+// speaks its stream framing; the chip server's cable end dials it; `tsnsim
+// run --attach ADDR --node a --serve` drives the chip. The peer resolves
+// the node (ARP), pings it, and moves 4 MiB through the TCP echo service,
+// so 4 MiB each way at once cross the emulated chip, checked byte for
+// byte; then UDP echo. Then "QEMU" restarts: the cable end redials and
+// the new peer pings the node. The node reports the connection and
+// passes its accounting at SIGTERM.
 func TestOneNodeServe(t *testing.T) {
-	srv, attach, cablePath := serveCableEnd(t)
-	peer := dialStreamPeer(t, cablePath, "10.0.0.2/24")
+	cablePath := filepath.Join(t.TempDir(), "qemu.sock")
+	srv, attach := serveCableEnd(t, "stream-connect", cablePath)
+	peer := listenStreamPeer(t, cablePath, "10.0.0.2/24")
 	node := startTsnsim(t, "ready:", "run", "--attach", attach, "--node", "a", "--serve")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -256,6 +294,14 @@ func TestOneNodeServe(t *testing.T) {
 	}
 	u.Close()
 
+	// QEMU restarts: the cable end redials the new one.
+	peer.close()
+	os.Remove(cablePath)
+	peer = listenStreamPeer(t, cablePath, "10.0.0.2/24")
+	if res := workload.Ping(peer.st, nodeIP, 3, 56, 10*time.Millisecond, 2*time.Second); res.Received != res.Sent {
+		t.Errorf("ping after the peer restarted: %v (%v)", res, res.FirstErr)
+	}
+
 	out, err := node.stop()
 	if err != nil {
 		t.Errorf("node exited with %v:\n%s\n%s", err, out, node.stderr.String())
@@ -277,8 +323,8 @@ func TestOneNodeServe(t *testing.T) {
 	if err != nil {
 		t.Errorf("chip server exited with %v:\n%s", err, out)
 	}
-	if log := srv.stderr.String(); !strings.Contains(log, "peer connected") || !strings.Contains(log, "peer disconnected") {
-		t.Errorf("chip server did not log the peer:\n%s", log)
+	if log := srv.stderr.String(); strings.Count(log, "peer connected") != 2 || !strings.Contains(log, "peer disconnected") {
+		t.Errorf("chip server did not log the peer's two connections and its disconnect:\n%s", log)
 	}
 }
 
@@ -288,7 +334,8 @@ func TestOneNodeServe(t *testing.T) {
 // way through the emulated chip (bash's /dev/tcp, no extra tools).
 func TestOneNodeTAP(t *testing.T) {
 	skipUnlessTAP(t, "ip", "ping", "bash", "sha256sum")
-	srv, attach, cablePath := serveCableEnd(t)
+	cablePath := filepath.Join(t.TempDir(), "cable.sock")
+	srv, attach := serveCableEnd(t, "stream-listen", cablePath)
 	peer := dialStreamPeer(t, cablePath, "10.0.0.2/24")
 	svc, err := workload.Serve(peer.st, false, nil)
 	if err != nil {
