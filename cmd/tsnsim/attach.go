@@ -41,7 +41,7 @@ func (o *hardwareOptions) traced(node string, tr spibridge.Transport) spibridge.
 }
 
 func (o *hardwareOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringArrayVar(&o.attach, "attach", nil, "drive a chip served by `tsnsim chip serve` at ADDR (unix:PATH or tcp:HOST:PORT) instead of an in-process one; give it twice for nodes a and b, once for one node (--node)")
+	fs.StringArrayVar(&o.attach, "attach", nil, "drive the chip that tsnsim chip serve serves at `ADDR` (unix:PATH or tcp:HOST:PORT) instead of an in-process one; give it twice for nodes a and b, once for one node (--node, --serve or --backend tap)")
 	fs.StringVar(&o.spidev, "spidev", "", "drive one real LAN1QTSN through this Linux spidev device, e.g. /dev/spidev0.0 (docs/bring-up.md)")
 	fs.Uint32Var(&o.speed, "spidev-speed", spibridge.DefaultClockHz, "with --spidev: SPI clock in Hz")
 	fs.StringVar(&o.irq, "irq", "", "with --spidev: the chip's interrupt line as GPIOCHIP:OFFSET, e.g. gpiochip0:25 (falling edge)")

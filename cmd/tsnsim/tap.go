@@ -25,7 +25,7 @@ type tapOptions struct {
 
 func (o *tapOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.netns, "netns", false, "tap backend: put each node's TAP in its own network namespace, named like the interface (a namespace left by a tsnsim that was killed is removed at the next start)")
-	fs.StringVar(&o.prefix, "tap-prefix", "tsn", "tap backend: interface (and namespace) names are PREFIX-a and PREFIX-b")
+	fs.StringVar(&o.prefix, "tap-prefix", "tsn", "tap backend: interface (and namespace) names are PREFIX-a and PREFIX-b (one node: the one of --node)")
 	fs.DurationVar(&o.duration, "duration", 0, "tap backend and --serve: stop after this long (0: run until SIGINT or SIGTERM)")
 }
 
