@@ -1,14 +1,16 @@
 // Package tap attaches a node's driver core to the Linux network stack
 // through a TAP device, so real tools (ping, arping, iperf3, tshark) run
-// over the emulated chip. It needs root (CAP_NET_ADMIN) and /dev/net/tun;
-// the rootless default is the embedded userspace stack, host/netstack.
+// over the emulated chip. It needs CAP_NET_ADMIN (and CAP_SYS_ADMIN for a
+// namespace) and /dev/net/tun; the rootless default is the embedded
+// userspace stack, host/netstack.
 //
 // Frames the driver receives are written to the TAP (Receive); frames the
 // kernel sends out of the TAP are read by one goroutine and offered to the
 // driver with the qdisc's requeue semantics (host.Offer). With
 // Config.Netns the TAP lives in a network namespace of its own, so two
 // nodes on one machine talk through the emulated cable rather than
-// through the host's local routes.
+// through the host's local routes; the namespaces carry an owner mark so
+// that those of a killed process are removed at the next start.
 package tap
 
 import (
