@@ -183,12 +183,19 @@ func joinAddrs(as []netip.Addr) string {
 	return strings.Join(s, ", ")
 }
 
-// open opens the driver with recv as the host side.
+// open opens the driver with recv as the host side; if that fails it
+// stops the driver again (Open may have started its worker).
 func (n *singleNode) open(recv func([]byte) bool) error {
 	n.recv = recv
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return n.d.Open(ctx)
+	err := n.d.Open(ctx)
+	if err != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		n.d.Stop(sctx) //nolint:errcheck // the open error is the one to report
+	}
+	return err
 }
 
 // stop stops the driver and checks its TX accounting.
