@@ -103,7 +103,7 @@ func (p *SocketPort) acceptLoop(ln net.Listener) {
 		}
 		p.mu.Unlock()
 		if !ok {
-			p.log.Warn("peer refused: another peer is connected", zap.String("peer", remote))
+			p.log.Info("peer refused: another peer is connected", zap.String("peer", remote), zap.String("connected", p.Stats().Peer))
 			if err := conn.Close(); err != nil {
 				p.log.Warn("closing a refused connection", zap.Error(err))
 			}

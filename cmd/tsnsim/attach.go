@@ -12,12 +12,10 @@ import (
 
 	"tsnsim/chip/regs"
 	"tsnsim/driver"
-	"tsnsim/host/netstack"
 	"tsnsim/spibridge"
 	"tsnsim/spibridge/socket"
 	"tsnsim/spibridge/spidev"
 	"tsnsim/topology"
-	"tsnsim/workload"
 )
 
 // hardwareOptions choose where the chips are: in this process (default),
@@ -31,6 +29,7 @@ type hardwareOptions struct {
 	node    string
 	// takeover lets an attached driver replace one that holds the chip.
 	takeover bool
+	nodeOptions
 
 	// trace, if set, records every transaction of the transports opened
 	// here (--spi-trace).
@@ -46,13 +45,14 @@ func (o *hardwareOptions) traced(node string, tr spibridge.Transport) spibridge.
 }
 
 func (o *hardwareOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringArrayVar(&o.attach, "attach", nil, "drive a chip served by `tsnsim chip serve` at ADDR (unix:PATH or tcp:HOST:PORT) instead of an in-process one; give it twice for nodes a and b, once for one node (--node)")
+	fs.StringArrayVar(&o.attach, "attach", nil, "drive the chip that tsnsim chip serve serves at `ADDR` (unix:PATH or tcp:HOST:PORT) instead of an in-process one; give it twice for nodes a and b, once for one node (--node, --serve or --backend tap)")
 	fs.StringVar(&o.spidev, "spidev", "", "drive one real LAN1QTSN through this Linux spidev device, e.g. /dev/spidev0.0 (docs/bring-up.md)")
 	fs.Uint32Var(&o.speed, "spidev-speed", spibridge.DefaultClockHz, "with --spidev: SPI clock in Hz")
 	fs.StringVar(&o.irq, "irq", "", "with --spidev: the chip's interrupt line as GPIOCHIP:OFFSET, e.g. gpiochip0:25 (falling edge)")
 	fs.DurationVar(&o.irqPoll, "irq-poll", 0, "with --spidev: no interrupt line wired; poll the chip this often instead")
 	fs.BoolVar(&o.takeover, "takeover", false, "with --attach: become the driver of a chip another client drives (one that died without stopping); the server closes that client's connections")
-	fs.StringVar(&o.node, "node", "a", "with one --attach or --spidev: which node this is, a or b (its addresses; the peer is the other)")
+	fs.StringVar(&o.node, "node", "a", "with one --attach or --spidev: which node this is, a or b (its default addresses; the peer is the other)")
+	o.nodeOptions.addFlags(fs)
 }
 
 // single reports whether one node runs here against a peer elsewhere.
@@ -74,8 +74,8 @@ func (o *hardwareOptions) validate(backend string) error {
 		return fmt.Errorf("--irq-poll must not be negative")
 	case o.node != "a" && o.node != "b":
 		return fmt.Errorf("--node %q: want a or b", o.node)
-	case o.single() && backend != backendNetstack:
-		return fmt.Errorf("one node (--spidev or a single --attach) runs with --backend netstack only")
+	case o.single() && backend == backendFrames:
+		return fmt.Errorf("one node (--spidev or a single --attach) runs with --backend netstack or tap, not frames (the test frames need both ends)")
 	}
 	for _, a := range o.attach {
 		if _, _, err := socket.ParseAddr(a); err != nil {
@@ -143,71 +143,6 @@ func (o *hardwareOptions) openSingle(log *zap.Logger) (spibridge.Transport, erro
 		return nil, err
 	}
 	return tr, nil
-}
-
-// runSingle runs one node against a peer that is not in this process:
-// real silicon cabled to another board, or one chip of a chip server.
-// Its stack resolves the peer, pings it both ways and reports.
-func runSingle(o *runOptions, cfg topology.Config, r *outcome) error {
-	i := int(o.node[0] - 'a')
-	raw, err := o.openSingle(cfg.Logger)
-	if err != nil {
-		return err
-	}
-	defer raw.Close()
-	tr := o.traced(cfg.Names[i], raw)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	var st *netstack.Stack
-	dc := cfg.Driver
-	dc.Name, dc.Logger = cfg.Names[i], cfg.Logger
-	dc.Receive = func(f []byte) bool { return st.Receive(f) }
-	d := driver.New(tr, dc)
-	mac, err := readMAC(ctx, d)
-	if err != nil {
-		return err
-	}
-	r.printf("node %s: chip at %s, TSN_MAC_ADDR %v\n", dc.Name, o.where(), mac)
-	if st, err = netstack.New(netstack.Config{Name: dc.Name, MAC: mac, Addrs: o.addrs[i], Logger: cfg.Logger}); err != nil {
-		return err
-	}
-	defer st.Close()
-	if err := d.Open(ctx); err != nil {
-		return err
-	}
-	if err := st.Attach(d); err != nil {
-		d.Stop(ctx)
-		return err
-	}
-	peer := o.addrs[1-i][0].Addr()
-	start := time.Now()
-	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-	pmac, err := st.ResolveLink(rctx, peer)
-	rcancel()
-	if err != nil {
-		r.fail("ARP %v: %v", peer, err)
-	} else {
-		r.printf("arp: %v is at %v\n", peer, pmac)
-		res := workload.Ping(st, peer, o.pingCount, o.pingSize, o.pingInterval, o.pingTimeout)
-		r.printf("ping %v: %v\n", peer, res)
-		if res.Received != res.Sent {
-			r.fail("ping %v: %d of %d echo replies (first error: %v)", peer, res.Received, res.Sent, res.FirstErr)
-		}
-	}
-	elapsed := time.Since(start)
-	st.Close()
-	if err := d.Stop(ctx); err != nil {
-		r.fail("%v", err)
-	}
-	s := d.Stats()
-	r.printf("driver %s after %v: %+v\n", dc.Name, elapsed.Round(time.Millisecond), s)
-	if s.TxAccounted() != s.TxOffered {
-		r.fail("driver %s: %d offered != %d accounted", dc.Name, s.TxOffered, s.TxAccounted())
-	}
-	if ns := st.Stats(); ns.Received != s.RxPackets {
-		r.fail("host %s: received %d, driver delivered %d", dc.Name, ns.Received, s.RxPackets)
-	}
-	return nil
 }
 
 // where names the single node's transport.

@@ -92,6 +92,9 @@ func (o *runOptions) validate() error {
 	if err := o.hardwareOptions.validate(o.backend); err != nil {
 		return err
 	}
+	if err := o.validateNode(); err != nil {
+		return err
+	}
 	if len(o.attach) > 0 || o.spidev != "" {
 		if o.faultOptions.anything {
 			return fmt.Errorf("faults act on the emulated chips: give them to tsnsim chip serve, not to run --attach or --spidev")

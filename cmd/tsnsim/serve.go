@@ -238,11 +238,11 @@ func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome,
 	if o.cableEnd != "" {
 		ec, _ := cable.ParseSocketEnd(o.cableEnd) // validated
 		var err error
-		if end, err = cable.OpenSocketEnd(ctx, ec, log); err != nil {
+		if end, err = cable.OpenSocketEnd(ctx, ec, withInfo(log)); err != nil {
 			return err
 		}
 		cab = cable.Connect(chips[0].chip, end, cfg.Cable)
-		r.printf("cable end of %s: %s (%v)\n", chips[0].chip.Name(), o.cableEnd, end.Addr())
+		r.printf("cable end of %s: %s%s\n", chips[0].chip.Name(), o.cableEnd, boundAddr(end))
 	} else {
 		cab = cable.Connect(chips[0].chip, chips[1].chip, cfg.Cable)
 	}
@@ -298,6 +298,9 @@ func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome,
 	}
 	if len(chips) == 1 {
 		r.printf(" --node %c", 'a'+chips[0].node)
+		if end != nil {
+			r.printf(" --serve\n  (or --backend tap --netns for the host's Linux stack; docs/cable-sockets.md)")
+		}
 	}
 	r.printf("\n")
 	<-ctx.Done()

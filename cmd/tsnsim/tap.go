@@ -24,9 +24,9 @@ type tapOptions struct {
 }
 
 func (o *tapOptions) addFlags(fs *pflag.FlagSet) {
-	fs.BoolVar(&o.netns, "netns", false, "tap backend: put each node's TAP in its own network namespace, named like the interface")
-	fs.StringVar(&o.prefix, "tap-prefix", "tsn", "tap backend: interface (and namespace) names are PREFIX-a and PREFIX-b")
-	fs.DurationVar(&o.duration, "duration", 0, "tap backend: stop after this long (0: run until SIGINT or SIGTERM)")
+	fs.BoolVar(&o.netns, "netns", false, "tap backend: put each node's TAP in its own network namespace, named like the interface (a namespace left by a tsnsim that was killed is removed at the next start)")
+	fs.StringVar(&o.prefix, "tap-prefix", "tsn", "tap backend: interface (and namespace) names are PREFIX-a and PREFIX-b (one node: the one of --node)")
+	fs.DurationVar(&o.duration, "duration", 0, "tap backend and --serve: stop after this long (0: run until SIGINT or SIGTERM)")
 }
 
 func (o *tapOptions) validate() error {
@@ -34,7 +34,10 @@ func (o *tapOptions) validate() error {
 	case o.duration < 0:
 		return fmt.Errorf("--duration must not be negative")
 	case o.prefix == "" || len(o.prefix)+2 > 15:
-		return fmt.Errorf("--tap-prefix %q: want 1-13 characters (interface names are at most 15)", o.prefix)
+		return fmt.Errorf("--tap-prefix %q: want 1-13 bytes (interface names are at most 15)", o.prefix)
+	}
+	if err := tap.ValidName(o.prefix + "-a"); err != nil {
+		return fmt.Errorf("--tap-prefix %q: %w", o.prefix, err)
 	}
 	return nil
 }

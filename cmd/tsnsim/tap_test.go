@@ -138,3 +138,50 @@ func TestTAPWithoutRoot(t *testing.T) {
 		t.Errorf("error does not mention root:\n%s%s", out.String(), errOut.String())
 	}
 }
+
+// TestTAPRestartAfterSIGKILL: a `tsnsim run --backend tap --netns` killed
+// with SIGKILL cannot clean up, so its namespaces stay in /run/netns;
+// the next run with the same names removes them (they carry the dead
+// run's owner mark), says so, and works. A run whose names are held by a
+// live tsnsim is refused with a message naming its pid.
+func TestTAPRestartAfterSIGKILL(t *testing.T) {
+	skipUnlessTAP(t, "ip", "ping")
+	prefix := fmt.Sprintf("tsnk%04d", rand.IntN(10000))
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", prefix+"-a").Run()
+		exec.Command("ip", "netns", "del", prefix+"-b").Run()
+	})
+	args := []string{"run", "--backend", "tap", "--netns", "--tap-prefix", prefix}
+	first := startTsnsim(t, "ready:", args...)
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	first.cmd.Wait()
+	o, _ := exec.Command("ip", "netns", "list").CombinedOutput()
+	if !strings.Contains(string(o), prefix+"-a") || !strings.Contains(string(o), prefix+"-b") {
+		t.Fatalf("after SIGKILL the namespaces are gone already (nothing to test):\n%s", o)
+	}
+
+	second := startTsnsim(t, "ready:", args...)
+	if o, err := exec.Command("ip", "netns", "exec", prefix+"-a", "ping", "-c", "3", "-i", "0.05", "-W", "2", "10.0.0.2").CombinedOutput(); err != nil {
+		t.Errorf("ping after the restart: %v\n%s", err, o)
+	}
+	// A third run while the second lives: refused, naming the owner.
+	var out, errOut strings.Builder
+	status := run(args, &out, &errOut)
+	msg := out.String() + errOut.String()
+	if status == 0 || !strings.Contains(msg, "in use by a running tsnsim") ||
+		!strings.Contains(msg, fmt.Sprintf("pid %d", second.cmd.Process.Pid)) {
+		t.Errorf("run beside a live one: status %d:\n%s", status, msg)
+	}
+	report, err := second.stop()
+	if err != nil || !strings.Contains(report, "PASS") {
+		t.Errorf("second run: %v\n%s\n%s", err, report, second.stderr.String())
+	}
+	if log := second.stderr.String(); strings.Count(log, "left by a tsnsim that is gone") != 2 {
+		t.Errorf("the removal of the two stale namespaces is not logged:\n%s", log)
+	}
+	if o, _ := exec.Command("ip", "netns", "list").CombinedOutput(); strings.Contains(string(o), prefix) {
+		t.Errorf("namespaces left behind:\n%s", o)
+	}
+}

@@ -39,6 +39,24 @@ func (st *Stack) ListenTCP(port uint16, v6 bool) (net.Listener, error) {
 	return gonet.ListenTCP(st.s, addr, proto)
 }
 
+// ListenUDP binds a UDP socket to port on the stack's addresses; v6
+// selects IPv6. The connection's ReadFrom and WriteTo exchange datagrams
+// with any peer.
+func (st *Stack) ListenUDP(port uint16, v6 bool) (net.PacketConn, error) {
+	addr := tcpip.FullAddress{NIC: nicID, Port: port}
+	proto := ipv4.ProtocolNumber
+	if v6 {
+		proto = ipv6.ProtocolNumber
+	}
+	return gonet.DialUDP(st.s, &addr, nil, proto)
+}
+
+// DialUDP opens a UDP socket connected to addr.
+func (st *Stack) DialUDP(addr netip.AddrPort) (net.Conn, error) {
+	fa, proto := fullAddr(addr)
+	return gonet.DialUDP(st.s, nil, &fa, proto)
+}
+
 // DialTCP opens a TCP connection to addr.
 func (st *Stack) DialTCP(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
 	fa, proto := fullAddr(addr)

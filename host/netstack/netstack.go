@@ -28,6 +28,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 
 	"tsnsim/host"
 )
@@ -76,7 +77,7 @@ type Stats struct {
 	Queued       int // packets waiting in the transmit queue
 }
 
-// New creates a stack with IPv4, IPv6, ARP, ICMP and TCP, one Ethernet
+// New creates a stack with IPv4, IPv6, ARP, ICMP, TCP and UDP, one Ethernet
 // NIC with cfg.MAC, and cfg.Addrs assigned with on-link routes.
 func New(cfg Config) (*Stack, error) {
 	if len(cfg.MAC) != 6 {
@@ -93,7 +94,7 @@ func New(cfg Config) (*Stack, error) {
 	}
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 		HandleLocal:        true,
 	})
 	ep := channel.New(cfg.QueueLen, cfg.MTU, tcpip.LinkAddress(cfg.MAC))

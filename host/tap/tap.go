@@ -1,14 +1,16 @@
 // Package tap attaches a node's driver core to the Linux network stack
 // through a TAP device, so real tools (ping, arping, iperf3, tshark) run
-// over the emulated chip. It needs root (CAP_NET_ADMIN) and /dev/net/tun;
-// the rootless default is the embedded userspace stack, host/netstack.
+// over the emulated chip. It needs CAP_NET_ADMIN (and CAP_SYS_ADMIN for a
+// namespace) and /dev/net/tun; the rootless default is the embedded
+// userspace stack, host/netstack.
 //
 // Frames the driver receives are written to the TAP (Receive); frames the
 // kernel sends out of the TAP are read by one goroutine and offered to the
 // driver with the qdisc's requeue semantics (host.Offer). With
 // Config.Netns the TAP lives in a network namespace of its own, so two
 // nodes on one machine talk through the emulated cable rather than
-// through the host's local routes.
+// through the host's local routes; the namespaces carry an owner mark so
+// that those of a killed process are removed at the next start.
 package tap
 
 import (
@@ -36,8 +38,9 @@ const maxFrame = 65535
 
 // Config describes one TAP device.
 type Config struct {
-	// Name is the interface name, e.g. "tsn-a" (at most 15 bytes). It
-	// must not exist yet, in the host namespace or in Netns.
+	// Name is the interface name, e.g. "tsn-a": 1-15 bytes, no '/', ':'
+	// or whitespace (ValidName). It must not exist yet, in the host
+	// namespace or in Netns.
 	Name string
 	// MAC is the interface's hardware address; nil keeps the kernel's
 	// random one.
@@ -49,8 +52,11 @@ type Config struct {
 	// once.
 	Addrs []netip.Prefix
 	// Netns, if not empty, names a network namespace that New creates
-	// (it must not exist yet) and moves the TAP into; Close deletes it.
-	// Its loopback interface is brought up too.
+	// and moves the TAP into; Close deletes it. Its loopback interface is
+	// brought up too. New marks the namespace with its owner (a pid file
+	// under /run/tsnsim/netns); a namespace of that name left by a
+	// tsnsim that died is removed, one used by a live tsnsim or not made
+	// by tsnsim is refused.
 	Netns string
 	// Logger receives the device's logs; nil discards them.
 	Logger *zap.Logger
@@ -217,19 +223,14 @@ type statsString Stats
 
 func (s statsString) String() string { return fmt.Sprintf("%+v", Stats(s)) }
 
-// Hooks for the prerequisite checks, replaced by tests.
-var (
-	geteuid = os.Geteuid
-	tunPath = "/dev/net/tun"
-)
+// tunPath is the TUN/TAP clone device; replaced by tests.
+var tunPath = "/dev/net/tun"
 
-// checkPrerequisites reports what is missing for a TAP device, and what
-// to do about it.
-func checkPrerequisites() error {
-	if geteuid() != 0 {
-		return errors.New("tap: the TAP backend needs root (CAP_NET_ADMIN) to create " +
-			"interfaces and namespaces; run as root, or use the default rootless " +
-			"embedded backend (host/netstack)")
+// checkPrerequisites reports what is missing for a TAP device (in a
+// namespace of its own if netns), and what to do about it.
+func checkPrerequisites(netns bool) error {
+	if err := checkCapabilities(netns); err != nil {
+		return err
 	}
 	if _, err := os.Stat(tunPath); err != nil {
 		return fmt.Errorf("tap: %s is missing (%v): load the tun module with "+
@@ -240,11 +241,13 @@ func checkPrerequisites() error {
 
 // validate checks cfg and fills in defaults.
 func (cfg *Config) validate() error {
-	if cfg.Name == "" {
-		return errors.New("tap: Config.Name is empty")
+	if err := ValidName(cfg.Name); err != nil {
+		return err
 	}
-	if len(cfg.Name) > 15 {
-		return fmt.Errorf("tap: interface name %q is longer than 15 bytes", cfg.Name)
+	if cfg.Netns != "" {
+		if err := ValidName(cfg.Netns); err != nil {
+			return fmt.Errorf("tap: namespace name: %w", err)
+		}
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = DefaultMTU

@@ -5,6 +5,7 @@ package tap
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 
 	"github.com/songgao/water"
@@ -14,18 +15,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// New checks the prerequisites (root, /dev/net/tun, names not taken),
-// creates the TAP interface cfg.Name, moves it into a new namespace
-// cfg.Netns if set, and configures it there: MAC, MTU, link up,
-// addresses. Frames flow once the device is passed to the topology as a
-// receive function and attached to a driver with Attach. On error
+// New checks the prerequisites (capabilities, /dev/net/tun, names not
+// taken), creates the TAP interface cfg.Name, moves it into a new
+// namespace cfg.Netns if set, and configures it there: MAC, MTU, link
+// up, addresses. Frames flow once the device is passed to the topology as
+// a receive function and attached to a driver with Attach. On error
 // everything created so far is removed again.
+//
+// With cfg.Netns, New first removes the namespaces that tsnsim processes
+// which are gone left behind (their owner marks say so), then marks the
+// new namespace as this process's.
 func New(cfg Config) (*Device, error) {
-	if err := checkPrerequisites(); err != nil {
+	if err := checkPrerequisites(cfg.Netns != ""); err != nil {
 		return nil, err
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Netns != "" {
+		unlock, err := lockOwners()
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		if err := sweepStale(cfg.Logger); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkNamesFree(cfg); err != nil {
 		return nil, err
@@ -36,6 +51,10 @@ func New(cfg Config) (*Device, error) {
 		PlatformSpecificParams: water.PlatformSpecificParams{Name: cfg.Name},
 	})
 	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("tap: create TAP %q: %w: this user may not open %s (the usual mode is 0666; "+
+				"with CAP_NET_ADMIN that is all a TAP needs), or run as root", cfg.Name, err, tunPath)
+		}
 		return nil, fmt.Errorf("tap: create TAP %q: %w", cfg.Name, err)
 	}
 	if got := ifce.Name(); got != cfg.Name {
@@ -58,6 +77,10 @@ func New(cfg Config) (*Device, error) {
 	}
 
 	if cfg.Netns != "" {
+		if err := writeMark(cfg.Netns); err != nil {
+			return fail(err)
+		}
+		t.mark = cfg.Netns
 		ns, err := createNamespace(cfg.Netns)
 		if err != nil {
 			return fail(err)
@@ -110,11 +133,20 @@ func checkNamesFree(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if exists {
-		return fmt.Errorf("tap: network namespace %q exists already; remove it (ip netns del %s) or choose another name",
-			cfg.Netns, cfg.Netns)
+	if !exists {
+		return nil
 	}
-	return nil
+	o, marked, err := readMark(cfg.Netns)
+	switch {
+	case err != nil:
+		return err
+	case !marked:
+		return fmt.Errorf("tap: network namespace %q exists already and tsnsim did not create it (no owner mark in %s); "+
+			"remove it (ip netns del %s) or choose another name", cfg.Netns, ownerDir, cfg.Netns)
+	default: // the sweep removed it if its owner were gone
+		return fmt.Errorf("tap: network namespace %q is in use by a running tsnsim (%v); stop that one or choose another name",
+			cfg.Netns, o)
+	}
 }
 
 // configure sets MAC and MTU, brings the link up and adds the addresses.
@@ -148,12 +180,13 @@ func configure(h *netlink.Handle, link netlink.Link, cfg Config) error {
 }
 
 // teardown removes what New created: the link if it is still there, the
-// netlink handle, the namespace.
+// netlink handle, the namespace, its owner mark.
 type teardown struct {
 	name   string
 	handle *netlink.Handle
 	ns     netns.NsHandle
 	nsName string
+	mark   string // namespace whose owner mark New wrote
 }
 
 func (t *teardown) run() error {
@@ -169,10 +202,18 @@ func (t *teardown) run() error {
 		t.handle.Close()
 		t.handle = nil
 	}
+	nsErr := error(nil)
 	if t.nsName != "" {
 		t.ns.Close()
-		errs = append(errs, deleteNamespace(t.nsName))
+		nsErr = deleteNamespace(t.nsName)
+		errs = append(errs, nsErr)
 		t.nsName = ""
+	}
+	if t.mark != "" && nsErr == nil {
+		// Kept if the namespace could not be removed: the next tsnsim
+		// removes both once this process is gone.
+		errs = append(errs, removeMark(t.mark))
+		t.mark = ""
 	}
 	return errors.Join(errs...)
 }
