@@ -101,7 +101,7 @@ func (r faultRun) runErrs(t *testing.T) (faultResult, []error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	closeTopo := func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 		defer ccancel()
 		if err := topo.Close(cctx); err != nil {
 			fail("close: %v", err)
