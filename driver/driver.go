@@ -338,7 +338,7 @@ func (d *Driver) Stop(ctx context.Context) error {
 	}
 	d.lifecycle = true
 	defer func() { d.lifecycle = false }()
-	d.settleRx()
+	d.settleRx(ctx)
 	if d.limbo != nil {
 		sum, err := d.readTxSum(ctx, newLifeBackoff())
 		if err != nil {

@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"context"
 	"slices"
 
 	"go.uber.org/zap"
@@ -318,18 +319,38 @@ func (w *worker) settle(s rxSnap, pending []int) {
 
 // settleRx counts, when the interface goes down, the frames whose
 // metadata entries the worker had taken (while realigning, or before a
-// failed frame read) but had not counted yet: they are lost to this session
-// (RxErrors, RxFIFOErrors), so none is left uncounted. The next Open
-// starts a new ledger.
-func (d *Driver) settleRx() {
+// failed frame read) but had not counted yet: they are lost to this
+// session (RxErrors, RxFIFOErrors), so none is left uncounted. The count
+// is exact when the chip answers: a stable snapshot says how many entries
+// left the chip since the base, and every one the driver did not count is
+// counted here. Otherwise it is what the driver knows it took. The next
+// Open starts a new ledger.
+func (d *Driver) settleRx(ctx context.Context) {
 	l := &d.rxl
 	// mk counts every entry taken since the base (pending ones and those
 	// of failed frame reads included), fk the frames counted.
-	n := uint64(max(l.mk-l.fk, 0))
+	n := max(l.mk-l.fk, 0)
+	exact := false
+	if l.valid {
+		for range 3 {
+			s, err := d.rxSnapshot(ctx, newLifeBackoff())
+			if err != nil {
+				break
+			}
+			if s.stable {
+				gone := int64(int32(s.accepted - uint32(s.metas) - l.aBase))
+				if gone-l.fk < 0 {
+					d.log.Warn("RX ledger counted more frames than the chip gave", zap.Int64("excess", l.fk-gone))
+				}
+				n, exact = max(gone-l.fk, 0), true
+				break
+			}
+		}
+	}
 	*l = rxLedger{}
 	if n == 0 {
 		return
 	}
-	d.log.Debug("RX frames taken but not read at Stop", zap.Uint64("frames", n))
-	d.count(func(s *Stats) { s.RxErrors += n; s.RxFIFOErrors += n })
+	d.log.Debug("RX frames taken but not read at Stop", zap.Int64("frames", n), zap.Bool("exact", exact))
+	d.count(func(s *Stats) { s.RxErrors += uint64(n); s.RxFIFOErrors += uint64(n) })
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"tsnsim/chip"
 	"tsnsim/driver"
 	"tsnsim/fault"
@@ -28,6 +30,7 @@ type faultRun struct {
 	ring     int           // driver TX ring (0: default)
 	xmit     driver.XmitClock
 	trace    *spitrace.Writer
+	logger   *zap.Logger // nil: none
 }
 
 // faultResult is what a faultRun observed.
@@ -87,6 +90,7 @@ func (r faultRun) runErrs(t *testing.T) (faultResult, []error) {
 		}
 	}
 	cfg := topology.Config{SPI: spibridge.DefaultTiming(), Chip: chip.Config{Epoch: epoch}, Faults: inj}
+	cfg.Logger = r.logger
 	cfg.Driver.TxRingSize = r.ring
 	cfg.Driver.XmitClock = r.xmit
 	if r.trace != nil {

@@ -60,6 +60,19 @@ func sweepSeeds(t *testing.T) int {
 	return 20
 }
 
+// sweepFrames is the frames each way of one sweep run:
+// TSNSIM_SWEEP_FRAMES, default 300.
+func sweepFrames(t *testing.T) uint64 {
+	if v := os.Getenv("TSNSIM_SWEEP_FRAMES"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n < 1 {
+			t.Fatalf("TSNSIM_SWEEP_FRAMES=%q: want a positive number", v)
+		}
+		return n
+	}
+	return 300
+}
+
 // TestFaultSweep runs each row of sweepRows over many seeds in virtual
 // time, bidirectional paced traffic (TSNSIM_SWEEP_FRAMES frames of 500 B
 // each way at one per ms, default 300), and requires for every seed:
@@ -69,15 +82,7 @@ func sweepSeeds(t *testing.T) int {
 // that failed, and the first failures. Rows run in parallel (they are
 // independent bubbles).
 func TestFaultSweep(t *testing.T) {
-	seeds := sweepSeeds(t)
-	frames := uint64(300)
-	if v := os.Getenv("TSNSIM_SWEEP_FRAMES"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil || n < 1 {
-			t.Fatalf("TSNSIM_SWEEP_FRAMES=%q: want a positive number", v)
-		}
-		frames = n
-	}
+	seeds, frames := sweepSeeds(t), sweepFrames(t)
 	var mu sync.Mutex
 	table := map[string]string{}
 	t.Cleanup(func() {
