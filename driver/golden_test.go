@@ -207,7 +207,9 @@ func TestGoldenRegisterWrite(t *testing.T) {
 		if err := r.drv.Stop(t.Context()); err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
-		checkRecords(t, r.rec.Records(), []wantTx{{"01 42 94 00 00 00 00", zeros(7)}})
+		// Stop settles the RX ledger against a stable snapshot, then
+		// clears TSN_SYSTEM_CONTROL.
+		checkRecords(t, r.rec.Records(), append(append(append([]wantTx(nil), rxBase...), rxBase...), wantTx{"01 42 94 00 00 00 00", zeros(7)}))
 		if got := r.chip.Register(0x0290); got != 0 {
 			t.Errorf("TSN_SYSTEM_CONTROL after Stop = %#x, want 0", got)
 		}
@@ -417,6 +419,9 @@ func TestFakeRxBadFCS(t *testing.T) {
 		s := d.Stats()
 		if delivered != 0 || s.RxCRCErrors != 1 || s.RxErrors != 1 || s.RxPackets != 0 {
 			t.Errorf("delivered %d, stats %+v; want one CRC error", delivered, s)
+		}
+		for range 2 { // Stop's RX snapshot: 1 frame accepted, FIFOs empty
+			fake.Push(reg("00 00 00 01"), reg("00 00 00 00"), reg("00 00 00 00"))
 		}
 		fake.Push(make([]byte, 7)) // Stop's register write
 		if err := d.Stop(t.Context()); err != nil {
