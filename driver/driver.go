@@ -262,8 +262,22 @@ func (d *Driver) Open(ctx context.Context) error {
 }
 
 // initChip enables TSN and takes the baselines (what Open does on the
-// chip, and what the reset path does again on a chip found reset).
+// chip, and what the reset path does again on a chip found reset). Counters
+// that do not read back the same (bits flipped on MISO) are read again,
+// until ctx ends.
 func (d *Driver) initChip(ctx context.Context, bo *backoff) error {
+	for {
+		err := d.initChipOnce(ctx, bo)
+		if !errors.Is(err, errUnstable) || ctx.Err() != nil {
+			return err
+		}
+		if !bo.wait(ctx) {
+			return err
+		}
+	}
+}
+
+func (d *Driver) initChipOnce(ctx context.Context, bo *backoff) error {
 	if err := d.writeRetry(ctx, bo, regs.TSNSystemControl+4, uint32(regs.TSNEnable.Put(0, 1))); err != nil {
 		return err
 	}
