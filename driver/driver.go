@@ -179,7 +179,8 @@ type Driver struct {
 	lifecycle bool // Open or Stop runs: register accesses retry until the budget
 	txl       txLedger
 	rxl       rxLedger
-	limbo     *txSlot // a write cut short by cancellation, not yet reconciled
+	limbo     *txSlot      // a write cut short by cancellation, not yet reconciled
+	chipStats chipCounters // the chip's drop counters (worker, Stop; mu for the copy in stats)
 
 	kick   chan struct{} // wakes the worker
 	wake   chan struct{} // queue woken after being stopped
@@ -212,7 +213,7 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	done := make(chan struct{})
 	close(done) // no worker yet
 	return &Driver{
-		tr: tr, cfg: cfg,
+		tr: tr, cfg: cfg, chipStats: newChipCounters(),
 		log:  cfg.Logger.Named("driver").With(zap.String("if", cfg.Name)),
 		ring: make([]txSlot, cfg.TxRingSize),
 		kick: make(chan struct{}, 1),
@@ -352,7 +353,14 @@ func (d *Driver) Stop(ctx context.Context) error {
 	}
 	d.lifecycle = true
 	defer func() { d.lifecycle = false }()
-	d.settleRx(ctx)
+	// Best effort, each within LifecycleTimeout: the exact RX settlement
+	// and a last read of the chip's drop counters (stale if it fails).
+	sctx, cancelSettle := context.WithTimeout(ctx, LifecycleTimeout)
+	d.settleRx(sctx)
+	if err := d.readChipStats(sctx, newLifeBackoff()); err != nil {
+		d.log.Debug("last read of the chip's drop counters failed", zap.Error(err))
+	}
+	cancelSettle()
 	if d.limbo != nil {
 		sum, err := d.readTxSum(ctx, newLifeBackoff())
 		if err != nil {

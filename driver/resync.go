@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"go.uber.org/zap"
@@ -45,6 +46,9 @@ func (l *rxLedger) rebase(s rxSnap, pending []int) {
 	*l = rxLedger{valid: true, aBase: s.accepted - uint32(s.metas+len(pending)),
 		mk: int64(len(pending)), pending: pending}
 }
+
+// errResetPending: the chip was found reset and is not re-initialised yet.
+var errResetPending = errors.New("driver: chip reset, not re-initialised yet")
 
 // maxResyncSteps bounds one resynchronisation (snapshots taken); the rest
 // is done on the next round.
@@ -93,7 +97,15 @@ func (w *worker) resync() error {
 			l.rebase(s, nil)
 		}
 		pm := int64(int32(s.accepted - uint32(s.metas) - l.aBase))
-		if pm < 0 || pm > l.mk+maxUnseen {
+		if pm < 0 {
+			// Counters behind the baseline (the snapshot is stable,
+			// so not a flip): the chip was reset or replaced.
+			if !w.recoverReset("RX counters behind the baseline") {
+				return errResetPending
+			}
+			return nil
+		}
+		if pm > l.mk+maxUnseen {
 			d.log.Warn("RX counters moved unexpectedly (cleared?); RX ledger rebased",
 				zap.Int64("entries", pm), zap.Int64("seen", l.mk))
 			l.rebase(s, nil)
