@@ -353,10 +353,12 @@ func (d *Driver) Stop(ctx context.Context) error {
 	}
 	d.lifecycle = true
 	defer func() { d.lifecycle = false }()
-	// Best effort, each within LifecycleTimeout: the exact RX settlement
-	// and a last read of the chip's drop counters (stale if it fails).
+	// The exact RX settlement (within the budget: without it, the count
+	// is what the driver knows it took), then, best effort within
+	// LifecycleTimeout, a last read of the chip's drop counters (stale
+	// if it fails).
+	d.settleRx(ctx)
 	sctx, cancelSettle := context.WithTimeout(ctx, LifecycleTimeout)
-	d.settleRx(sctx)
 	if err := d.readChipStats(sctx, newLifeBackoff()); err != nil {
 		d.log.Debug("last read of the chip's drop counters failed", zap.Error(err))
 	}

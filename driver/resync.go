@@ -344,7 +344,7 @@ func (d *Driver) settleRx(ctx context.Context) {
 	n := max(l.mk-l.fk, 0)
 	exact := false
 	if l.valid {
-		for range 3 {
+		for range 5 {
 			s, err := d.rxSnapshot(ctx, newLifeBackoff())
 			if err != nil {
 				break
