@@ -38,6 +38,8 @@ type rxLedger struct {
 	bad       int    // bad frames in a row: two mean the ledger is out of step
 	badLen    int    // metadata entries read with a length out of range, not yet placed
 	dirty     bool   // failed reads to settle at the next idle moment
+	mfail     int64  // metadata reads since the base that failed or read a length out of range
+	jumps     int    // snapshots in a row whose entry count the driver's own reads cannot explain
 }
 
 // rebase starts the ledger at s with the frame FIFO holding exactly the
@@ -49,6 +51,16 @@ func (l *rxLedger) rebase(s rxSnap, pending []int) {
 
 // errResetPending: the chip was found reset and is not re-initialised yet.
 var errResetPending = errors.New("driver: chip reset, not re-initialised yet")
+
+// maxUnexplained is how many more metadata entries than its failed or
+// corrupted metadata reads explain the driver accepts as gone without
+// reading the counters again (a length corrupted to zero on MISO reads
+// as an empty FIFO); maxJumps is how many stable snapshots in a row must
+// agree on a larger jump before it is believed.
+const (
+	maxUnexplained = 8
+	maxJumps       = 3
+)
 
 // maxResyncSteps bounds one resynchronisation (snapshots taken); the rest
 // is done on the next round.
@@ -111,6 +123,16 @@ func (w *worker) resync() error {
 			l.rebase(s, nil)
 			pm = 0
 		}
+		if unseen := pm - l.mk; unseen > l.mfail+maxUnexplained && l.jumps < maxJumps {
+			// Each failed (or corrupted) metadata read takes at most one
+			// entry: more entries gone than that is implausible. Read
+			// again before believing it.
+			l.jumps++
+			d.log.Debug("RX entry count jumped beyond what failed reads explain; reading again",
+				zap.Int64("unseen", unseen), zap.Int64("failed_meta_reads", l.mfail))
+			continue
+		}
+		l.jumps = 0
 		if unseen := pm - l.mk; unseen != 0 {
 			d.log.Debug("RX metadata entries taken by failed reads", zap.Int64("n", unseen))
 			// A failed metadata read is followed straight by a

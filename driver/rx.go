@@ -39,6 +39,7 @@ func (w *worker) readMeta() (int, error) {
 	if err := d.tr.Transfer(w.ctx, w.meta, w.metaMISO); err != nil {
 		w.failed("RX metadata read", err)
 		l.trouble = true // it may have taken an entry, orphaning its frame
+		l.mfail++
 		return 0, err
 	}
 	switch n := int(proto.ParseRxMetadata(w.metaMISO[proto.ReadDataStart:]).FrameLength); {
@@ -48,6 +49,7 @@ func (w *worker) readMeta() (int, error) {
 		d.log.Debug("RX metadata length out of range", zap.Int("len", n))
 		l.trouble = true
 		l.badLen++
+		l.mfail++
 		return -1, nil
 	default:
 		l.mk++
