@@ -244,8 +244,9 @@ func (d *Driver) Open(ctx context.Context) error {
 	ctx, cancelOpen := context.WithTimeout(ctx, d.cfg.OpenBudget)
 	defer cancelOpen()
 	d.lifecycle = true
-	defer func() { d.lifecycle = false }()
-	if err := d.initChip(ctx, newLifeBackoff()); err != nil {
+	err := d.initChip(ctx, newLifeBackoff())
+	d.lifecycle = false // before the worker starts: it owns the field then
+	if err != nil {
 		// One try within what is left of the budget (nothing, when it
 		// ran out: the next Open enables TSN again anyway).
 		if derr := d.WriteRegister(ctx, regs.TSNSystemControl+4, 0); derr != nil {
