@@ -181,6 +181,7 @@ type Driver struct {
 	rxl       rxLedger
 	limbo     *txSlot      // a write cut short by cancellation, not yet reconciled
 	chipStats chipCounters // the chip's drop counters (worker, Stop; mu for the copy in stats)
+	rxSess    rxSession    // the session's RX base, for Stop
 
 	kick   chan struct{} // wakes the worker
 	wake   chan struct{} // queue woken after being stopped
@@ -302,6 +303,7 @@ func (d *Driver) baselines(ctx context.Context, bo *backoff) error {
 	d.rxl = rxLedger{}
 	if s.stable {
 		d.rxl.rebase(s, nil)
+		d.sessionBase(s)
 	} else {
 		// Frames kept arriving: the worker takes the baseline when idle.
 		d.rxl.dirty = true

@@ -60,13 +60,20 @@ func (w *worker) resetCheckDue() bool {
 	return true
 }
 
-// chipWasReset reads TSN_SYSTEM_CONTROL (until two reads agree, so a bit
-// flipped on MISO is not taken for a reset) and reports whether TSN is
-// off: the driver enabled it at Open and only Stop clears it. A read that
+// chipWasReset reads TSN_SYSTEM_CONTROL (until two reads agree, twice,
+// so a bit flipped on MISO is not taken for a reset) and reports whether
+// TSN is off: the driver enabled it at Open and only Stop clears it. A read that
 // fails tells nothing (false).
 func (w *worker) chipWasReset() bool {
-	v, ok, err := w.d.readStable(w.ctx, w.bo, txSumPasses, regs.TSNSystemControl+4)
-	return err == nil && ok && regs.TSNEnable.Get(uint64(v[0])) == 0
+	// Two stable reads must both say off: the bit flipped the same way
+	// in two reads of each is far too rare to matter.
+	for range 2 {
+		v, ok, err := w.d.readStable(w.ctx, w.bo, txSumPasses, regs.TSNSystemControl+4)
+		if err != nil || !ok || regs.TSNEnable.Get(uint64(v[0])) != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // recoverReset is the driver's reset path, as a kernel driver's: it counts
@@ -94,6 +101,7 @@ func (w *worker) recoverReset(reason string) bool {
 		}
 		d.mu.Unlock()
 		d.rxl = rxLedger{}
+		d.rxSess = rxSession{} // the new chip's base is taken at its first snapshot
 		d.txl = txLedger{}
 		rs.pending = true
 		rs.since = time.Now()

@@ -34,7 +34,7 @@ func (r *replaceable) Transfer(ctx context.Context, tx, rx []byte) error {
 }
 
 func (r *replaceable) Interrupt() <-chan struct{} { return nil } // the driver polls
-func (r *replaceable) Close() error                { return nil }
+func (r *replaceable) Close() error               { return nil }
 
 func (r *replaceable) set(t spibridge.Transport) {
 	r.mu.Lock()

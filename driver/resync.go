@@ -107,17 +107,18 @@ func (w *worker) resync() error {
 		if !l.valid {
 			d.log.Debug("RX ledger baseline taken", zap.Int("metas", s.metas), zap.Int("words", s.words))
 			l.rebase(s, nil)
+			d.sessionBase(s)
 		}
 		pm := int64(int32(s.accepted - uint32(s.metas) - l.aBase))
-		if pm < 0 {
-			// Counters behind the baseline (the snapshot is stable,
-			// so not a flip): the chip was reset or replaced.
-			if !w.recoverReset("RX counters behind the baseline") {
+		if pm < 0 && w.chipWasReset() {
+			// Counters behind the baseline and TSN off: the chip was
+			// reset or replaced.
+			if !w.recoverReset("RX counters behind the baseline, TSN off") {
 				return errResetPending
 			}
 			return nil
 		}
-		if pm > l.mk+maxUnseen {
+		if pm < 0 || pm > l.mk+maxUnseen {
 			d.log.Warn("RX counters moved unexpectedly (cleared?); RX ledger rebased",
 				zap.Int64("entries", pm), zap.Int64("seen", l.mk))
 			l.rebase(s, nil)
@@ -351,37 +352,58 @@ func (w *worker) settle(s rxSnap, pending []int) {
 	l.rebase(s, pending)
 }
 
+// rxSession is the RX side of a session (or of a chip, after a reset),
+// for the exact settlement at Stop: entries gone from the chip
+// (accepted - queued) and frames the driver had accounted for
+// (RxAccounted) at the session's first stable snapshot.
+type rxSession struct {
+	gone    uint32
+	counted uint64
+	valid   bool
+}
+
+// sessionBase takes the session's RX base at stable snapshot s, once.
+func (d *Driver) sessionBase(s rxSnap) {
+	if d.rxSess.valid || !s.stable {
+		return
+	}
+	d.rxSess = rxSession{gone: s.accepted - uint32(s.metas), counted: d.Stats().RxAccounted(), valid: true}
+}
+
 // settleRx counts, when the interface goes down, the frames whose
-// metadata entries the worker had taken (while realigning, or before a
-// failed frame read) but had not counted yet: they are lost to this
-// session (RxErrors, RxFIFOErrors), so none is left uncounted. The count
-// is exact when the chip answers: a stable snapshot says how many entries
-// left the chip since the base, and every one the driver did not count is
-// counted here. Otherwise it is what the driver knows it took. The next
-// Open starts a new ledger.
+// metadata entries the driver took in this session but never counted
+// (taken while realigning, before a failed frame read, or lost in
+// failed reads not settled yet): they are lost to this session (RxErrors,
+// RxFIFOErrors), so none is left uncounted. The count is exact when the
+// chip answers: a stable snapshot says how many entries left the chip
+// since the session's base, whatever the ledger's later rebases did, and
+// every one the driver did not account for is counted here. Otherwise it
+// is what the ledger knows it took. The next Open starts a new ledger.
 func (d *Driver) settleRx(ctx context.Context) {
 	l := &d.rxl
-	// mk counts every entry taken since the base (pending ones and those
-	// of failed frame reads included), fk the frames counted.
+	// mk counts every entry taken since the ledger's base (pending ones
+	// and those of failed frame reads included), fk the frames counted.
 	n := max(l.mk-l.fk, 0)
 	exact := false
-	if l.valid {
+	if d.rxSess.valid {
 		for range 5 {
 			s, err := d.rxSnapshot(ctx, newLifeBackoff())
 			if err != nil {
 				break
 			}
 			if s.stable {
-				gone := int64(int32(s.accepted - uint32(s.metas) - l.aBase))
-				if gone-l.fk < 0 {
-					d.log.Warn("RX ledger counted more frames than the chip gave", zap.Int64("excess", l.fk-gone))
+				gone := int64(int32(s.accepted - uint32(s.metas) - d.rxSess.gone))
+				counted := int64(d.Stats().RxAccounted() - d.rxSess.counted)
+				if gone < counted {
+					d.log.Warn("RX ledger counted more frames than the chip gave this session", zap.Int64("excess", counted-gone))
 				}
-				n, exact = max(gone-l.fk, 0), true
+				n, exact = max(gone-counted, 0), true
 				break
 			}
 		}
 	}
 	*l = rxLedger{}
+	d.rxSess = rxSession{}
 	if n == 0 {
 		return
 	}

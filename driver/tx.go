@@ -107,12 +107,11 @@ func (w *worker) sendTx(s txSlot) {
 			d.txl.expected++
 			d.finishTx(s, txReconciled)
 			return
-		case sum != d.txl.expected && (int32(sum-d.txl.expected) < 0 || w.chipWasReset()):
-			// Counters behind the baseline, or TSN found off: the chip
-			// was reset or replaced; whether the old one took this
-			// write is unknowable.
+		case sum != d.txl.expected && w.chipWasReset():
+			// TSN found off: the chip was reset or replaced; whether
+			// the old one took this write is unknowable.
 			d.finishTx(s, txResetLost)
-			w.recoverReset("TX counters behind the baseline or TSN off after a failed write")
+			w.recoverReset("TX counters moved and TSN off after a failed write")
 			return
 		case sum != d.txl.expected:
 			d.log.Warn("TX counters moved unexpectedly after a failed write; counted as an error, new baseline",
