@@ -60,6 +60,16 @@
 //     one register read and drains what it finds (RxPollRecoveries), so
 //     frames behind a lost edge wait at most PollInterval plus the drain
 //     time. A spurious edge costs one empty metadata read.
+//   - A reset chip (reset.go): the worker reads TSN_SYSTEM_CONTROL every
+//     ResetCheckInterval, at once after the transport reconnects, and when
+//     counters are found behind its baseline; TSN_ENABLE found off (two
+//     stable reads) means the chip was reset or replaced. The driver
+//     counts ChipResets, counts the TX write in flight (TxResetLost) and
+//     the RX entries taken but not read (RxResetLost) as lost, re-inits
+//     the chip as Open does and takes new baselines.
+//   - The chip's own drop counters (chipstats.go) are read every
+//     ChipStatsInterval and at Stop into Stats; Stats.Link reports them
+//     as ndo_get_stats64 does.
 //   - Every wait has a bound: transfers run under a context that Stop
 //     cancels, backoffs stop on cancellation, and Open and Stop retry
 //     their register accesses with backoff (up to lifeBackoffMax) until
