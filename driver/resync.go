@@ -346,6 +346,7 @@ func (w *worker) settle(s rxSnap, pending []int) {
 			d.log.Debug("RX frames lost beyond the failed frame reads", zap.Int64("lost", lost), zap.Int64("failed", l.u))
 		}
 		d.count(func(st *Stats) { st.RxErrors += uint64(lost); st.RxFIFOErrors += uint64(lost) })
+		d.rxSess.guessed += uint64(lost)
 	case lost < 0:
 		d.log.Warn("RX ledger counted more frames than the chip gave", zap.Int64("excess", -lost))
 	}
@@ -360,6 +361,7 @@ type rxSession struct {
 	gone    uint32
 	counted uint64
 	valid   bool
+	guessed uint64 // RxFIFOErrors counted by settle in the session (inferred, not seen)
 }
 
 // sessionBase takes the session's RX base at stable snapshot s, once.
@@ -367,7 +369,7 @@ func (d *Driver) sessionBase(s rxSnap) {
 	if d.rxSess.valid || !s.stable {
 		return
 	}
-	d.rxSess = rxSession{gone: s.accepted - uint32(s.metas), counted: d.Stats().RxAccounted(), valid: true}
+	d.rxSess = rxSession{gone: s.accepted - uint32(s.metas), counted: d.Stats().RxAccounted(), valid: true, guessed: d.rxSess.guessed}
 }
 
 // settleRx counts, when the interface goes down, the frames whose
@@ -394,8 +396,14 @@ func (d *Driver) settleRx(ctx context.Context) {
 			if s.stable {
 				gone := int64(int32(s.accepted - uint32(s.metas) - d.rxSess.gone))
 				counted := int64(d.Stats().RxAccounted() - d.rxSess.counted)
-				if gone < counted {
-					d.log.Warn("RX ledger counted more frames than the chip gave this session", zap.Int64("excess", counted-gone))
+				if excess := counted - gone; excess > 0 {
+					// Frames the ledger took for lost (RxFIFOErrors)
+					// that were read after all, and so counted twice:
+					// the exact count replaces the guess.
+					fix := min(uint64(excess), d.rxSess.guessed)
+					d.log.Warn("RX ledger counted more frames than the chip gave this session; RX FIFO errors corrected",
+						zap.Int64("excess", excess), zap.Uint64("corrected", fix))
+					d.count(func(st *Stats) { st.RxErrors -= fix; st.RxFIFOErrors -= fix })
 				}
 				n, exact = max(gone-counted, 0), true
 				break

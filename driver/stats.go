@@ -27,7 +27,7 @@ type Stats struct {
 
 	RxLengthErrors uint64 // part of RxErrors: metadata length out of range
 	RxCRCErrors    uint64 // part of RxErrors: FCS wrong after the SPI read
-	RxFIFOErrors   uint64 // part of RxErrors: frame lost in a failed SPI read (found by reconciliation)
+	RxFIFOErrors   uint64 // part of RxErrors: frame lost in a failed SPI read (found by reconciliation; at Stop the exact session count corrects a frame taken for lost that was read after all)
 	RxOrphans      uint64 // part of RxErrors: frame taken off the frame FIFO to resynchronise (its metadata lost, or read for another entry)
 
 	RxRetries        uint64 // frame reads repeated after a failed read found the frame still queued
