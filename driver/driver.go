@@ -61,8 +61,8 @@
 //     frames behind a lost edge wait at most PollInterval plus the drain
 //     time. A spurious edge costs one empty metadata read.
 //   - A reset chip (reset.go): the worker reads TSN_SYSTEM_CONTROL every
-//     ResetCheckInterval, at once after the transport reconnects, and when
-//     counters are found behind its baseline; TSN_ENABLE found off (two
+//     ResetCheckInterval and when counters are found behind its
+//     baseline; TSN_ENABLE found off (two
 //     stable reads) means the chip was reset or replaced. The driver
 //     counts ChipResets, counts the TX write in flight (TxResetLost) and
 //     the RX entries taken but not read (RxResetLost) as lost, re-inits

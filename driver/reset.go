@@ -7,55 +7,39 @@ import (
 	"go.uber.org/zap"
 
 	"tsnsim/chip/regs"
-	"tsnsim/spibridge"
 )
 
 // ResetCheckInterval is how often the SPI worker reads TSN_SYSTEM_CONTROL
 // to find a chip that was reset or replaced behind its back (a chip
-// server restarted): TSN_ENABLE found cleared. It also looks at once when
-// the transport reports a reconnect, and when counters are found behind
-// the driver's baseline (TX reconciliation, RX resynchronisation).
+// server restarted): TSN_ENABLE found cleared. It also looks when
+// counters are found behind the driver's baseline (TX reconciliation, RX
+// resynchronisation). It does not ask the transport whether it reconnected: the driver is
+// written against spibridge.Transport only, and a reconnect to a chip
+// server that was restarted shows as a failed transfer followed by
+// counters behind the baseline, or at the next periodic check.
 const ResetCheckInterval = 250 * time.Millisecond
-
-// reconnects is what the driver uses of a transport that reconnects by
-// itself (spibridge.SocketClient): a new connection may lead to a fresh
-// chip server.
-type reconnects interface {
-	Stats() spibridge.ClientStats
-}
 
 // resetState is the worker's view of chip resets.
 type resetState struct {
-	lastCheck  time.Time
-	reconnects uint64
-	pending    bool      // a reset was found but the chip could not be re-initialised yet
-	since      time.Time // when the pending reset was found
+	lastCheck time.Time
+	pending   bool      // a reset was found but the chip could not be re-initialised yet
+	since     time.Time // when the pending reset was found
 }
 
-// resetCheckDue checks for a chip reset when ResetCheckInterval has passed
-// or the transport reconnected, and recovers from one. It reports false
-// when the worker must back off (the chip is not back yet).
+// resetCheckDue checks for a chip reset when ResetCheckInterval has
+// passed, and recovers from one. It reports false when the worker must
+// back off (the chip is not back yet).
 func (w *worker) resetCheckDue() bool {
 	rs := &w.reset
 	if rs.pending {
 		return w.recoverReset("chip reset found earlier")
 	}
-	reconnected := false
-	if rc, ok := w.d.tr.(reconnects); ok {
-		if n := rc.Stats().Reconnects; n != rs.reconnects {
-			rs.reconnects, reconnected = n, true
-		}
-	}
-	if !reconnected && time.Since(rs.lastCheck) < ResetCheckInterval {
+	if time.Since(rs.lastCheck) < ResetCheckInterval {
 		return true
 	}
 	rs.lastCheck = time.Now()
 	if w.chipWasReset() {
-		reason := "TSN_ENABLE found cleared"
-		if reconnected {
-			reason += " after a reconnect"
-		}
-		return w.recoverReset(reason)
+		return w.recoverReset("TSN_ENABLE found cleared")
 	}
 	return true
 }
@@ -116,9 +100,6 @@ func (w *worker) recoverReset(reason string) bool {
 	}
 	rs.pending = false
 	d.log.Info("chip re-initialised after a reset", zap.Duration("took", time.Since(rs.since)))
-	if rc, ok := d.tr.(reconnects); ok {
-		rs.reconnects = rc.Stats().Reconnects
-	}
 	rs.lastCheck = time.Now()
 	return true
 }
