@@ -10,7 +10,8 @@ import (
 )
 
 // ChipStatsInterval is how often the SPI worker reads the chip's own drop
-// counters (four register halves, each read until two reads agree): a low
+// counters (four register halves and FD_TOTAL_RX_FRAME_CNT_L to bound
+// them, read until two passes agree, and kept out when implausible): a low
 // rate, as a kernel driver refreshes hardware counters for
 // ndo_get_stats64 from a periodic work item. Stop reads them once more.
 const ChipStatsInterval = time.Second
@@ -40,7 +41,8 @@ func (c *chipCounter) restart() { c.base, c.last = c.base+c.last, 0 }
 // chipCounters are the chip drop counters in the driver's stats.
 type chipCounters struct {
 	fifoFull, fcs, jumbo, backPressure chipCounter
-	read                               bool // read at least once this session
+	read                               bool   // read at least once
+	tx                                 uint64 // TxPackets at the last read
 }
 
 func newChipCounters() chipCounters {
@@ -61,10 +63,13 @@ func (c *chipCounters) all() []*chipCounter {
 // into the stats. A failed or unstable read leaves the last values.
 func (d *Driver) readChipStats(ctx context.Context, bo *backoff) error {
 	cs := d.chipStats.all()
-	offs := make([]uint16, len(cs))
+	offs := make([]uint16, len(cs), len(cs)+1)
 	for i, c := range cs {
 		offs[i] = c.off + 4
 	}
+	// FD_TOTAL_RX_FRAME_CNT bounds the RX drop counters: a drop is a
+	// frame received.
+	offs = append(offs, regs.FDTotalRxFrameCnt+4)
 	v, ok, err := d.readStable(ctx, bo, txSumPasses, offs...)
 	if err != nil {
 		return err
@@ -75,9 +80,23 @@ func (d *Driver) readChipStats(ctx context.Context, bo *backoff) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	rx, tx := v[len(cs)], d.stats.TxPackets
 	for i, c := range cs {
+		// Plausibility: an RX drop counter never exceeds the frames
+		// received; back-pressure events never grow by more than the
+		// writes the driver made since the last read. A value that
+		// breaks that was corrupted on MISO: kept out.
+		implausible := v[i] > rx
+		if c == &d.chipStats.backPressure {
+			implausible = d.chipStats.read && uint64(v[i]) > c.last && uint64(v[i])-c.last > tx-d.chipStats.tx
+		}
+		if implausible {
+			d.log.Debug("chip drop counter implausible; kept the last value", zap.Uint16("reg", c.off), zap.Uint32("read", v[i]))
+			continue
+		}
 		c.update(v[i])
 	}
+	d.chipStats.tx = tx
 	d.chipStats.read = true
 	d.stats.ChipRxFIFOFull = d.chipStats.fifoFull.total()
 	d.stats.ChipRxFCS = d.chipStats.fcs.total()

@@ -215,6 +215,7 @@ func TestGoldenRegisterWrite(t *testing.T) {
 			{"02 30 3C 00 00 00 00 00", zeros(8)},
 			{"02 30 4C 00 00 00 00 00", zeros(8)},
 			{"02 30 CC 00 00 00 00 00", zeros(8)},
+			{"02 30 1C 00 00 00 00 00", zeros(8)},
 		}
 		stop := append(append(append(append([]wantTx(nil), rxBase...), rxBase...), chipDrops...), chipDrops...)
 		checkRecords(t, r.rec.Records(), append(stop, wantTx{"01 42 94 00 00 00 00", zeros(7)}))
@@ -431,8 +432,8 @@ func TestFakeRxBadFCS(t *testing.T) {
 		for range 2 { // Stop's RX snapshot: 1 frame accepted, FIFOs empty
 			fake.Push(reg("00 00 00 01"), reg("00 00 00 00"), reg("00 00 00 00"))
 		}
-		for range 8 { // Stop's read of the chip's drop counters: zero
-			fake.Push(reg("00 00 00 00"))
+		for range 2 { // Stop's read of the chip's drop counters (zero) and FD_TOTAL_RX_FRAME_CNT
+			fake.Push(reg("00 00 00 00"), reg("00 00 00 00"), reg("00 00 00 00"), reg("00 00 00 00"), reg("00 00 00 01"))
 		}
 		fake.Push(make([]byte, 7)) // Stop's register write
 		if err := d.Stop(t.Context()); err != nil {
