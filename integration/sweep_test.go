@@ -61,7 +61,8 @@ func sweepSeeds(t *testing.T) int {
 }
 
 // sweepFrames is the frames each way of one sweep run:
-// TSNSIM_SWEEP_FRAMES, default 300.
+// TSNSIM_SWEEP_FRAMES, default 300, or 100 under the race detector (it
+// makes the sweep several times slower, and CI runs the suite with it).
 func sweepFrames(t *testing.T) uint64 {
 	if v := os.Getenv("TSNSIM_SWEEP_FRAMES"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
@@ -70,12 +71,15 @@ func sweepFrames(t *testing.T) uint64 {
 		}
 		return n
 	}
+	if raceEnabled {
+		return 100
+	}
 	return 300
 }
 
 // TestFaultSweep runs each row of sweepRows over many seeds in virtual
-// time, bidirectional paced traffic (TSNSIM_SWEEP_FRAMES frames of 500 B
-// each way at one per ms, default 300), and requires for every seed:
+// time, bidirectional paced traffic (sweepFrames frames of 500 B each
+// way at one per ms), and requires for every seed:
 // both drivers open, every frame delivered once or counted in exactly
 // one counter (the audit), no frame delivered twice, out of order or
 // corrupted (the checker). It logs per row the seeds run and the seeds
