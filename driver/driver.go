@@ -60,10 +60,22 @@
 //     one register read and drains what it finds (RxPollRecoveries), so
 //     frames behind a lost edge wait at most PollInterval plus the drain
 //     time. A spurious edge costs one empty metadata read.
+//   - A reset chip (reset.go): the worker reads TSN_SYSTEM_CONTROL every
+//     ResetCheckInterval and when counters are found behind its
+//     baseline; TSN_ENABLE found off (two
+//     stable reads) means the chip was reset or replaced. The driver
+//     counts ChipResets, counts the TX write in flight (TxResetLost) and
+//     the RX entries taken but not read (RxResetLost) as lost, re-inits
+//     the chip as Open does and takes new baselines.
+//   - The chip's own drop counters (chipstats.go) are read every
+//     ChipStatsInterval and at Stop into Stats; Stats.Link reports them
+//     as ndo_get_stats64 does.
 //   - Every wait has a bound: transfers run under a context that Stop
-//     cancels, backoffs stop on cancellation, and Open and Stop give up
-//     with an error after a bounded number of retries on a failing bus or
-//     after LifecycleTimeout on one that never answers.
+//     cancels, backoffs stop on cancellation, and Open and Stop retry
+//     their register accesses with backoff (up to lifeBackoffMax) until
+//     Config.OpenBudget runs out, then give up with an error saying how
+//     many attempts failed; Stop waits at most LifecycleTimeout for the
+//     worker to leave a transfer.
 package driver
 
 import (
@@ -94,11 +106,18 @@ const DefaultPollInterval = 10 * time.Millisecond
 // chip was found not to have taken after a failed write.
 const MaxTxAttempts = 3
 
-// LifecycleTimeout bounds Open and Stop on a bus that never answers: each
-// runs under the caller's context cut to this long, and Stop waits this
-// long at most for the SPI worker to leave a transfer that does not
-// honour cancellation.
+// LifecycleTimeout is how long Stop waits at most for the SPI worker to
+// leave a transfer that does not honour cancellation.
 const LifecycleTimeout = time.Second
+
+// DefaultOpenBudget bounds Open, and separately Stop, on a failing bus
+// when Config.OpenBudget is zero: at 50 % SPI timeouts of 500 ms each,
+// the dozen register accesses of Open take about 6 s on average, and
+// 20 s is more than four standard deviations above that.
+const DefaultOpenBudget = 20 * time.Second
+
+// lifeBackoffMax caps the backoff between the retries of Open and Stop.
+const lifeBackoffMax = 256 * time.Millisecond
 
 // Backoff after failed transfers: exponential between these bounds.
 const (
@@ -141,7 +160,11 @@ type Config struct {
 	// XmitClock says whether Transmit reads SYSCOUNT over SPI (chip.md
 	// section 6, scenario 2); default XmitClockNone.
 	XmitClock XmitClock
-	Logger    *zap.Logger
+	// OpenBudget bounds Open, and separately Stop: their register
+	// accesses are retried with backoff until it runs out (zero or
+	// negative: DefaultOpenBudget).
+	OpenBudget time.Duration
+	Logger     *zap.Logger
 }
 
 // Driver is one network interface driven over one SPI transport.
@@ -163,9 +186,12 @@ type Driver struct {
 	sess     context.Context // the open session, cancelled by Stop
 
 	// Owned by the worker while it runs, by Open and Stop otherwise.
-	txl   txLedger
-	rxl   rxLedger
-	limbo *txSlot // a write cut short by cancellation, not yet reconciled
+	lifecycle bool // Open or Stop runs: register accesses retry until the budget
+	txl       txLedger
+	rxl       rxLedger
+	limbo     *txSlot      // a write cut short by cancellation, not yet reconciled
+	chipStats chipCounters // the chip's drop counters (worker, Stop; mu for the copy in stats)
+	rxSess    rxSession    // the session's RX base, for Stop
 
 	kick   chan struct{} // wakes the worker
 	wake   chan struct{} // queue woken after being stopped
@@ -189,13 +215,16 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.OpenBudget <= 0 {
+		cfg.OpenBudget = DefaultOpenBudget
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
 	done := make(chan struct{})
 	close(done) // no worker yet
 	return &Driver{
-		tr: tr, cfg: cfg,
+		tr: tr, cfg: cfg, chipStats: newChipCounters(),
 		log:  cfg.Logger.Named("driver").With(zap.String("if", cfg.Name)),
 		ring: make([]txSlot, cfg.TxRingSize),
 		kick: make(chan struct{}, 1),
@@ -207,13 +236,11 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 // Open brings the interface up: it enables TSN on the chip, takes the
 // baselines of the chip's TX and RX counters (reconciling a write left
 // over from the last session) and starts the SPI worker. On a failing
-// bus it gives up after bounded retries and returns the error; the
-// interface stays down.
+// bus it retries with backoff until Config.OpenBudget runs out, then
+// returns the error; the interface stays down.
 func (d *Driver) Open(ctx context.Context) error {
 	d.life.Lock()
 	defer d.life.Unlock()
-	ctx, cancelOpen := context.WithTimeout(ctx, LifecycleTimeout)
-	defer cancelOpen()
 	d.mu.Lock()
 	up, done := d.up, d.done
 	d.mu.Unlock()
@@ -225,15 +252,18 @@ func (d *Driver) Open(ctx context.Context) error {
 	default:
 		return fmt.Errorf("driver: the last session's SPI worker is still in a transfer: %w", syscall.EBUSY)
 	}
-	bo := newBackoff()
-	if err := d.writeRetry(ctx, bo, regs.TSNSystemControl+4, uint32(regs.TSNEnable.Put(0, 1))); err != nil {
-		return err
-	}
-	if err := d.baselines(ctx, bo); err != nil {
+	ctx, cancelOpen := context.WithTimeout(ctx, d.cfg.OpenBudget)
+	defer cancelOpen()
+	d.lifecycle = true
+	err := d.initChip(ctx, newLifeBackoff())
+	d.lifecycle = false // before the worker starts: it owns the field then
+	if err != nil {
+		// One try within what is left of the budget (nothing, when it
+		// ran out: the next Open enables TSN again anyway).
 		if derr := d.WriteRegister(ctx, regs.TSNSystemControl+4, 0); derr != nil {
 			err = errors.Join(err, derr)
 		}
-		return err
+		return fmt.Errorf("driver: open (budget %v): %w", d.cfg.OpenBudget, err)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	done = make(chan struct{})
@@ -242,6 +272,29 @@ func (d *Driver) Open(ctx context.Context) error {
 	d.mu.Unlock()
 	go d.worker(wctx, done)
 	return nil
+}
+
+// initChip enables TSN and takes the baselines (what Open does on the
+// chip, and what the reset path does again on a chip found reset). Counters
+// that do not read back the same (bits flipped on MISO) are read again,
+// until ctx ends.
+func (d *Driver) initChip(ctx context.Context, bo *backoff) error {
+	for {
+		err := d.initChipOnce(ctx, bo)
+		if !errors.Is(err, errUnstable) || ctx.Err() != nil {
+			return err
+		}
+		if !bo.wait(ctx) {
+			return err
+		}
+	}
+}
+
+func (d *Driver) initChipOnce(ctx context.Context, bo *backoff) error {
+	if err := d.writeRetry(ctx, bo, regs.TSNSystemControl+4, uint32(regs.TSNEnable.Put(0, 1))); err != nil {
+		return err
+	}
+	return d.baselines(ctx, bo)
 }
 
 // baselines resolves a write left in limbo by the last session and reads
@@ -260,6 +313,7 @@ func (d *Driver) baselines(ctx context.Context, bo *backoff) error {
 	d.rxl = rxLedger{}
 	if s.stable {
 		d.rxl.rebase(s, nil)
+		d.sessionBase(s)
 	} else {
 		// Frames kept arriving: the worker takes the baseline when idle.
 		d.rxl.dirty = true
@@ -271,12 +325,11 @@ func (d *Driver) baselines(ctx context.Context, bo *backoff) error {
 // frames still on the TX ring (counted in TxDropped), reconciles a write
 // the stop cut short and disables TSN. It returns an error if the worker
 // did not leave its transfer in time, or if the chip could not be
-// reached; the interface is down in any case. It takes at most
-// LifecycleTimeout.
+// reached within Config.OpenBudget; the interface is down in any case.
 func (d *Driver) Stop(ctx context.Context) error {
 	d.life.Lock()
 	defer d.life.Unlock()
-	ctx, cancelStop := context.WithTimeout(ctx, LifecycleTimeout)
+	ctx, cancelStop := context.WithTimeout(ctx, d.cfg.OpenBudget)
 	defer cancelStop()
 	d.mu.Lock()
 	if !d.up {
@@ -289,8 +342,13 @@ func (d *Driver) Stop(ctx context.Context) error {
 	cancel()
 	var errs []error
 	stopped := true
+	wait := time.NewTimer(LifecycleTimeout)
+	defer wait.Stop()
 	select {
 	case <-done:
+	case <-wait.C:
+		stopped = false
+		errs = append(errs, fmt.Errorf("driver: SPI worker still in a transfer %v after Stop: %w", LifecycleTimeout, context.DeadlineExceeded))
 	case <-ctx.Done():
 		stopped = false
 		errs = append(errs, fmt.Errorf("driver: SPI worker still in a transfer at Stop: %w", ctx.Err()))
@@ -306,15 +364,26 @@ func (d *Driver) Stop(ctx context.Context) error {
 	if !stopped {
 		return errors.Join(errs...) // the worker still owns the bus state
 	}
-	d.settleRx()
+	d.lifecycle = true
+	defer func() { d.lifecycle = false }()
+	// The exact RX settlement (within the budget: without it, the count
+	// is what the driver knows it took), then, best effort within
+	// LifecycleTimeout, a last read of the chip's drop counters (stale
+	// if it fails).
+	d.settleRx(ctx)
+	sctx, cancelSettle := context.WithTimeout(ctx, LifecycleTimeout)
+	if err := d.readChipStats(sctx, newLifeBackoff()); err != nil {
+		d.log.Debug("last read of the chip's drop counters failed", zap.Error(err))
+	}
+	cancelSettle()
 	if d.limbo != nil {
-		sum, err := d.readTxSum(ctx, newBackoff())
+		sum, err := d.readTxSum(ctx, newLifeBackoff())
 		if err != nil {
 			errs = append(errs, err)
 		}
 		d.settleLimbo(sum, err == nil)
 	}
-	if err := d.writeRetry(ctx, newBackoff(), regs.TSNSystemControl+4, 0); err != nil {
+	if err := d.writeRetry(ctx, newLifeBackoff(), regs.TSNSystemControl+4, 0); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

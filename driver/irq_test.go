@@ -103,7 +103,9 @@ func TestSpuriousEdgesCostOneRead(t *testing.T) {
 }
 
 // TestIdlePollCost: an idle worker makes one TSN_RX_FIFO_STATUS_L read
-// per PollInterval and nothing else.
+// per PollInterval, two TSN_SYSTEM_CONTROL reads per ResetCheckInterval
+// and ten reads of the drop counters and FD_TOTAL_RX_FRAME_CNT per
+// ChipStatsInterval, and nothing else.
 func TestIdlePollCost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, Config{}, false)
@@ -118,8 +120,9 @@ func TestIdlePollCost(t *testing.T) {
 		})
 		time.Sleep(time.Second - 2*time.Millisecond) // 99 ticks after the 1 ms of open
 		synctest.Wait()
-		if got := r.f.total() - before; got != 99 || status != 99 {
-			t.Errorf("%d transfers (%d register reads) in 99 poll intervals, want 99", got, status)
+		const want = 99 + 2*4 + 10 // polls, reset checks at 10, 260, 510, 760 ms, drop counters (and RX frame count) at 10 ms
+		if got := r.f.total() - before; got != want || status != want {
+			t.Errorf("%d transfers (%d register reads) in 99 poll intervals, want %d", got, status, want)
 		}
 		if s := r.d.Stats(); s != (Stats{}) {
 			t.Errorf("counters moved: %+v", s)

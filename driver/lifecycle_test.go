@@ -19,22 +19,22 @@ func always(act fault) func(xferKind, int) fault {
 	return func(xferKind, int) fault { return act }
 }
 
-// TestOpenFailingBus: Open on a bus where every transfer times out gives
-// up after its bounded retries with the transport's error; the interface
-// stays down. On a bus that never answers (honouring only the context) it
-// gives up after LifecycleTimeout.
+// TestOpenFailingBus: Open on a bus where every transfer times out, or
+// that never answers (honouring only the context), retries until its
+// budget (Config.OpenBudget) runs out and gives up with the transport's
+// error; the interface stays down.
 func TestOpenFailingBus(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		act   fault
 		bound time.Duration
 	}{
-		{"timeouts", failBefore, 20 * time.Millisecond},
-		{"stuck", stuck, LifecycleTimeout},
+		{"timeouts", failBefore, testBudget},
+		{"stuck", stuck, testBudget},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				r := newRig(t, Config{}, false)
+				r := newRig(t, Config{OpenBudget: testBudget}, false)
 				r.f.setRule(always(tc.act))
 				start := time.Now()
 				err := r.d.Open(context.Background())
@@ -61,14 +61,17 @@ func TestOpenFailingBus(t *testing.T) {
 	}
 }
 
+// testBudget is the Open and Stop budget of the tests of a failing bus.
+const testBudget = 200 * time.Millisecond
+
 // TestStopFailingBus: Stop while every transfer fails (the worker in its
-// backoff, frames queued) returns promptly with the error, drops the
-// ring, and leaves the TX invariant intact.
+// backoff, frames queued) returns with the error once its budget runs
+// out, drops the ring, and leaves the TX invariant intact.
 func TestStopFailingBus(t *testing.T) {
 	for _, act := range []fault{failBefore, failAfter, stuck} {
 		t.Run(map[fault]string{failBefore: "before", failAfter: "after", stuck: "stuck"}[act], func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				r := newRig(t, Config{TxRingSize: 8}, false)
+				r := newRig(t, Config{TxRingSize: 8, OpenBudget: testBudget}, false)
 				r.open(t)
 				r.f.setRule(always(act))
 				for i := range 8 {
@@ -85,11 +88,7 @@ func TestStopFailingBus(t *testing.T) {
 				if err == nil {
 					t.Error("Stop on a failing bus reported no error")
 				}
-				bound := 50 * time.Millisecond
-				if act == stuck {
-					bound = LifecycleTimeout
-				}
-				if el > bound {
+				if bound := testBudget + 70*time.Millisecond; el > bound { // the budget plus one worker backoff
 					t.Errorf("Stop took %v, bound %v", el, bound)
 				}
 				s := r.d.Stats()

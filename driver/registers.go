@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"tsnsim/chip/proto"
@@ -72,15 +73,19 @@ func (d *Driver) ReadSysCount(ctx context.Context) (uint64, error) {
 
 // backoff is the wait after a failed transfer: exponential from
 // minBackoff, capped at maxBackoff, reset by a success.
-type backoff struct{ next time.Duration }
+type backoff struct{ next, max time.Duration }
 
-func newBackoff() *backoff { return &backoff{next: minBackoff} }
+func newBackoff() *backoff { return &backoff{next: minBackoff, max: maxBackoff} }
+
+// newLifeBackoff is the backoff of Open and Stop, which retry until
+// their budget: it grows further so a long outage costs few transfers.
+func newLifeBackoff() *backoff { return &backoff{next: minBackoff, max: lifeBackoffMax} }
 
 // wait sleeps the current backoff and doubles the next one; it reports
 // false, early, when ctx ends.
 func (b *backoff) wait(ctx context.Context) bool {
 	d := b.next
-	b.next = min(2*b.next, maxBackoff)
+	b.next = min(2*b.next, b.max)
 	return sleepCtx(ctx, d)
 }
 
@@ -97,11 +102,22 @@ func sleepCtx(ctx context.Context, dur time.Duration) bool {
 	}
 }
 
+// attempts is how many times readRetry and writeRetry try one access:
+// regAttempts for the worker, unbounded during Open and Stop (their
+// context carries the budget).
+func (d *Driver) attempts() int {
+	if d.lifecycle {
+		return math.MaxInt
+	}
+	return regAttempts
+}
+
 // readRetry reads a register half for the driver's own use, trying up to
-// regAttempts times with backoff; failures count in SPIErrors.
+// d.attempts() times with backoff; failures count in SPIErrors.
 func (d *Driver) readRetry(ctx context.Context, bo *backoff, off uint16) (uint32, error) {
 	var err error
-	for i := range regAttempts {
+	n := d.attempts()
+	for i := range n {
 		if i > 0 && !bo.wait(ctx) {
 			return 0, fmt.Errorf("driver: read register %#04x: %w (after %w)", off, ctx.Err(), err)
 		}
@@ -115,14 +131,15 @@ func (d *Driver) readRetry(ctx context.Context, bo *backoff, off uint16) (uint32
 		}
 		d.count(func(s *Stats) { s.SPIErrors++ })
 	}
-	return 0, fmt.Errorf("%w (%d attempts)", err, regAttempts)
+	return 0, fmt.Errorf("%w (%d attempts)", err, n)
 }
 
 // writeRetry writes a register half for the driver's own use (only
-// idempotent writes), trying up to regAttempts times with backoff.
+// idempotent writes), trying up to d.attempts() times with backoff.
 func (d *Driver) writeRetry(ctx context.Context, bo *backoff, off uint16, v uint32) error {
 	var err error
-	for i := range regAttempts {
+	n := d.attempts()
+	for i := range n {
 		if i > 0 && !bo.wait(ctx) {
 			return fmt.Errorf("driver: write register %#04x: %w (after %w)", off, ctx.Err(), err)
 		}
@@ -135,7 +152,7 @@ func (d *Driver) writeRetry(ctx context.Context, bo *backoff, off uint16, v uint
 		}
 		d.count(func(s *Stats) { s.SPIErrors++ })
 	}
-	return fmt.Errorf("%w (%d attempts)", err, regAttempts)
+	return fmt.Errorf("%w (%d attempts)", err, n)
 }
 
 // txSumPasses bounds the passes of readTxSum: the FS counters change only

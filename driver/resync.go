@@ -1,6 +1,8 @@
 package driver
 
 import (
+	"context"
+	"errors"
 	"slices"
 
 	"go.uber.org/zap"
@@ -36,6 +38,8 @@ type rxLedger struct {
 	bad       int    // bad frames in a row: two mean the ledger is out of step
 	badLen    int    // metadata entries read with a length out of range, not yet placed
 	dirty     bool   // failed reads to settle at the next idle moment
+	mfail     int64  // metadata reads since the base that failed or read a length out of range
+	jumps     int    // snapshots in a row whose entry count the driver's own reads cannot explain
 }
 
 // rebase starts the ledger at s with the frame FIFO holding exactly the
@@ -44,6 +48,19 @@ func (l *rxLedger) rebase(s rxSnap, pending []int) {
 	*l = rxLedger{valid: true, aBase: s.accepted - uint32(s.metas+len(pending)),
 		mk: int64(len(pending)), pending: pending}
 }
+
+// errResetPending: the chip was found reset and is not re-initialised yet.
+var errResetPending = errors.New("driver: chip reset, not re-initialised yet")
+
+// maxUnexplained is how many more metadata entries than its failed or
+// corrupted metadata reads explain the driver accepts as gone without
+// reading the counters again (a length corrupted to zero on MISO reads
+// as an empty FIFO); maxJumps is how many stable snapshots in a row must
+// agree on a larger jump before it is believed.
+const (
+	maxUnexplained = 8
+	maxJumps       = 3
+)
 
 // maxResyncSteps bounds one resynchronisation (snapshots taken); the rest
 // is done on the next round.
@@ -90,14 +107,33 @@ func (w *worker) resync() error {
 		if !l.valid {
 			d.log.Debug("RX ledger baseline taken", zap.Int("metas", s.metas), zap.Int("words", s.words))
 			l.rebase(s, nil)
+			d.sessionBase(s)
 		}
 		pm := int64(int32(s.accepted - uint32(s.metas) - l.aBase))
+		if pm < 0 && w.chipWasReset() {
+			// Counters behind the baseline and TSN off: the chip was
+			// reset or replaced.
+			if !w.recoverReset("RX counters behind the baseline, TSN off") {
+				return errResetPending
+			}
+			return nil
+		}
 		if pm < 0 || pm > l.mk+maxUnseen {
 			d.log.Warn("RX counters moved unexpectedly (cleared?); RX ledger rebased",
 				zap.Int64("entries", pm), zap.Int64("seen", l.mk))
 			l.rebase(s, nil)
 			pm = 0
 		}
+		if unseen := pm - l.mk; unseen > l.mfail+maxUnexplained && l.jumps < maxJumps {
+			// Each failed (or corrupted) metadata read takes at most one
+			// entry: more entries gone than that is implausible. Read
+			// again before believing it.
+			l.jumps++
+			d.log.Debug("RX entry count jumped beyond what failed reads explain; reading again",
+				zap.Int64("unseen", unseen), zap.Int64("failed_meta_reads", l.mfail))
+			continue
+		}
+		l.jumps = 0
 		if unseen := pm - l.mk; unseen != 0 {
 			d.log.Debug("RX metadata entries taken by failed reads", zap.Int64("n", unseen))
 			// A failed metadata read is followed straight by a
@@ -310,26 +346,75 @@ func (w *worker) settle(s rxSnap, pending []int) {
 			d.log.Debug("RX frames lost beyond the failed frame reads", zap.Int64("lost", lost), zap.Int64("failed", l.u))
 		}
 		d.count(func(st *Stats) { st.RxErrors += uint64(lost); st.RxFIFOErrors += uint64(lost) })
+		d.rxSess.guessed += uint64(lost)
 	case lost < 0:
 		d.log.Warn("RX ledger counted more frames than the chip gave", zap.Int64("excess", -lost))
 	}
 	l.rebase(s, pending)
 }
 
+// rxSession is the RX side of a session (or of a chip, after a reset),
+// for the exact settlement at Stop: entries gone from the chip
+// (accepted - queued) and frames the driver had accounted for
+// (RxAccounted) at the session's first stable snapshot.
+type rxSession struct {
+	gone    uint32
+	counted uint64
+	valid   bool
+	guessed uint64 // RxFIFOErrors counted by settle in the session (inferred, not seen)
+}
+
+// sessionBase takes the session's RX base at stable snapshot s, once.
+func (d *Driver) sessionBase(s rxSnap) {
+	if d.rxSess.valid || !s.stable {
+		return
+	}
+	d.rxSess = rxSession{gone: s.accepted - uint32(s.metas), counted: d.Stats().RxAccounted(), valid: true, guessed: d.rxSess.guessed}
+}
+
 // settleRx counts, when the interface goes down, the frames whose
-// metadata entries the worker had taken (while realigning, or before a
-// failed frame read) but had not counted yet: they are lost to this session
-// (RxErrors, RxFIFOErrors), so none is left uncounted. The next Open
-// starts a new ledger.
-func (d *Driver) settleRx() {
+// metadata entries the driver took in this session but never counted
+// (taken while realigning, before a failed frame read, or lost in
+// failed reads not settled yet): they are lost to this session (RxErrors,
+// RxFIFOErrors), so none is left uncounted. The count is exact when the
+// chip answers: a stable snapshot says how many entries left the chip
+// since the session's base, whatever the ledger's later rebases did, and
+// every one the driver did not account for is counted here. Otherwise it
+// is what the ledger knows it took. The next Open starts a new ledger.
+func (d *Driver) settleRx(ctx context.Context) {
 	l := &d.rxl
-	// mk counts every entry taken since the base (pending ones and those
-	// of failed frame reads included), fk the frames counted.
-	n := uint64(max(l.mk-l.fk, 0))
+	// mk counts every entry taken since the ledger's base (pending ones
+	// and those of failed frame reads included), fk the frames counted.
+	n := max(l.mk-l.fk, 0)
+	exact := false
+	if d.rxSess.valid {
+		for range 5 {
+			s, err := d.rxSnapshot(ctx, newLifeBackoff())
+			if err != nil {
+				break
+			}
+			if s.stable {
+				gone := int64(int32(s.accepted - uint32(s.metas) - d.rxSess.gone))
+				counted := int64(d.Stats().RxAccounted() - d.rxSess.counted)
+				if excess := counted - gone; excess > 0 {
+					// Frames the ledger took for lost (RxFIFOErrors)
+					// that were read after all, and so counted twice:
+					// the exact count replaces the guess.
+					fix := min(uint64(excess), d.rxSess.guessed)
+					d.log.Warn("RX ledger counted more frames than the chip gave this session; RX FIFO errors corrected",
+						zap.Int64("excess", excess), zap.Uint64("corrected", fix))
+					d.count(func(st *Stats) { st.RxErrors -= fix; st.RxFIFOErrors -= fix })
+				}
+				n, exact = max(gone-counted, 0), true
+				break
+			}
+		}
+	}
 	*l = rxLedger{}
+	d.rxSess = rxSession{}
 	if n == 0 {
 		return
 	}
-	d.log.Debug("RX frames taken but not read at Stop", zap.Uint64("frames", n))
-	d.count(func(s *Stats) { s.RxErrors += n; s.RxFIFOErrors += n })
+	d.log.Debug("RX frames taken but not read at Stop", zap.Int64("frames", n), zap.Bool("exact", exact))
+	d.count(func(s *Stats) { s.RxErrors += uint64(n); s.RxFIFOErrors += uint64(n) })
 }

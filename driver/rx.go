@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"go.uber.org/zap"
+	"math/bits"
 
 	"tsnsim/chip/proto"
 	"tsnsim/chip/regs"
@@ -38,6 +39,7 @@ func (w *worker) readMeta() (int, error) {
 	if err := d.tr.Transfer(w.ctx, w.meta, w.metaMISO); err != nil {
 		w.failed("RX metadata read", err)
 		l.trouble = true // it may have taken an entry, orphaning its frame
+		l.mfail++
 		return 0, err
 	}
 	switch n := int(proto.ParseRxMetadata(w.metaMISO[proto.ReadDataStart:]).FrameLength); {
@@ -47,6 +49,7 @@ func (w *worker) readMeta() (int, error) {
 		d.log.Debug("RX metadata length out of range", zap.Int("len", n))
 		l.trouble = true
 		l.badLen++
+		l.mfail++
 		return -1, nil
 	default:
 		l.mk++
@@ -80,9 +83,11 @@ func (w *worker) readFrame(n int) error {
 		l.bad = 0
 		d.deliver(wire[:n-proto.FCSLen])
 		return nil
-	case allZero(wire):
-		// The chip had no frame (a rejected read returns zeros): the
-		// frame of this entry is gone already.
+	case nearZero(wire):
+		// The chip had no frame (a rejected read returns zeros, maybe
+		// with a few bits flipped on MISO: no real frame, with its MAC
+		// addresses and FCS, is that empty): the frame of this entry is
+		// gone already.
 		l.dirty = true
 		d.log.Debug("RX frame FIFO empty under a metadata entry", zap.Int("len", n))
 	default:
@@ -212,9 +217,17 @@ func (d *Driver) deliver(frame []byte) {
 	})
 }
 
-func allZero(b []byte) bool {
+// maxEmptyBits is how many set bits a frame read may show and still be
+// taken for the zeros of a read the chip rejected (its FIFO was empty)
+// with bits flipped on MISO: a real frame has a source MAC address and an
+// FCS, far more set bits than that.
+const maxEmptyBits = 8
+
+// nearZero reports whether b has at most maxEmptyBits bits set.
+func nearZero(b []byte) bool {
+	n := 0
 	for _, c := range b {
-		if c != 0 {
+		if n += bits.OnesCount8(c); n > maxEmptyBits {
 			return false
 		}
 	}

@@ -22,12 +22,12 @@ import "time"
 type Stats struct {
 	RxPackets, TxPackets uint64
 	RxBytes, TxBytes     uint64 // frame bytes without FCS; TX as offered, before padding
-	RxErrors, TxErrors   uint64 // TX: write failed and not taken by the chip after MaxTxAttempts, or not reconcilable; RX: see below
+	RxErrors, TxErrors   uint64 // TX: write failed and not taken by the chip after MaxTxAttempts, not reconcilable, or lost to a chip reset; RX: see below
 	RxDropped, TxDropped uint64 // TX: down, too long, or on the ring at Stop; RX: stack refused
 
 	RxLengthErrors uint64 // part of RxErrors: metadata length out of range
 	RxCRCErrors    uint64 // part of RxErrors: FCS wrong after the SPI read
-	RxFIFOErrors   uint64 // part of RxErrors: frame lost in a failed SPI read (found by reconciliation)
+	RxFIFOErrors   uint64 // part of RxErrors: frame lost in a failed SPI read (found by reconciliation; at Stop the exact session count corrects a frame taken for lost that was read after all)
 	RxOrphans      uint64 // part of RxErrors: frame taken off the frame FIFO to resynchronise (its metadata lost, or read for another entry)
 
 	RxRetries        uint64 // frame reads repeated after a failed read found the frame still queued
@@ -40,6 +40,33 @@ type Stats struct {
 	TxReconciled uint64 // part of TxPackets: writes that failed on the bus but the chip had taken
 
 	SPIErrors uint64 // failed SPI transfers of the driver's own (worker, Open, Stop), any kind
+
+	// Chip resets (see ResetCheckInterval): how many times the chip was
+	// found reset or replaced and re-initialised; the TX write in flight
+	// then (part of TxErrors) and the RX frames whose metadata entries
+	// the driver had taken but not read (part of RxErrors), both of
+	// unknowable fate; and RxAccounted() at the last reset, the frames
+	// the driver accounted for from the chips before (for the audit: the
+	// new chip's counters start from zero).
+	ChipResets    uint64
+	TxResetLost   uint64
+	RxResetLost   uint64
+	RxBeforeReset uint64
+
+	// The chip's own drop counters, read by the worker every
+	// ChipStatsInterval and at Stop (low halves, each read until two
+	// reads agree), kept monotonic across resets and clears: RX frames
+	// dropped because the RX FIFOs were full (FD_FIFO_FULL_DROP_FRAME_CNT),
+	// with a bad FCS (FD_FCS_DROP_FRAME_CNT), too long
+	// (FD_JUMBO_DROP_FRAME_CNT), and TX writes refused because the host
+	// FIFO was full (FS_TOTAL_BACK_PRESSURE_EVENT_CNT; those are in
+	// TxPackets, as the driver wrote them). They are in no RX/TX total
+	// above (those frames never reached the driver, or left it); Link
+	// adds them where ndo_get_stats64 does.
+	ChipRxFIFOFull     uint64
+	ChipRxFCS          uint64
+	ChipRxJumbo        uint64
+	ChipTxBackPressure uint64
 
 	// Config.XmitClock == XmitClockSPI: SYSCOUNT reads made by Transmit,
 	// the failed ones, and the time callers spent in them (bus queueing

@@ -23,6 +23,7 @@ const (
 	txReconciled                  // write failed but the chip took it: TxPackets, TxReconciled
 	txFailed                      // TxErrors
 	txDropped                     // not written, the interface went down: TxDropped
+	txResetLost                   // in flight when the chip was reset: TxErrors, TxResetLost
 )
 
 // takeTx removes the oldest frame from the ring and wakes a stopped queue.
@@ -58,6 +59,9 @@ func (d *Driver) finishTx(s txSlot, o txOutcome) {
 		}
 	case txFailed:
 		d.stats.TxErrors++
+	case txResetLost:
+		d.stats.TxErrors++
+		d.stats.TxResetLost++
 	case txDropped:
 		d.stats.TxDropped++
 	}
@@ -102,6 +106,12 @@ func (w *worker) sendTx(s txSlot) {
 		case sum == d.txl.expected+1:
 			d.txl.expected++
 			d.finishTx(s, txReconciled)
+			return
+		case sum != d.txl.expected && w.chipWasReset():
+			// TSN found off: the chip was reset or replaced; whether
+			// the old one took this write is unknowable.
+			d.finishTx(s, txResetLost)
+			w.recoverReset("TX counters moved and TSN off after a failed write")
 			return
 		case sum != d.txl.expected:
 			d.log.Warn("TX counters moved unexpectedly after a failed write; counted as an error, new baseline",

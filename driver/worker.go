@@ -18,6 +18,9 @@ type worker struct {
 	meta, metaMISO, frameMOSI []byte
 	scratch                   []byte // TX MISO buffer
 	polled                    bool   // draining because a poll found frames
+
+	reset         resetState
+	lastChipStats time.Time
 }
 
 // worker is the SPI thread. Each round it writes one queued TX frame,
@@ -41,7 +44,14 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 	defer tick.Stop()
 	for ctx.Err() == nil {
 		failed := false
-		switch gotIRQ, gotTick := ready(irq), ready(tick.C); {
+		gotIRQ, gotTick := ready(irq), ready(tick.C)
+		if (gotTick || w.reset.pending) && !w.periodic() {
+			if !w.bo.wait(ctx) {
+				return
+			}
+			continue
+		}
+		switch {
 		case gotIRQ:
 			rxPending, w.polled = true, false
 		case gotTick && !rxPending:
@@ -91,7 +101,7 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		// that is ready too, in a fixed order: when an edge and the
 		// poll tick arrive at the same instant the worker does the same
 		// thing whichever select picked, so a run is repeatable.
-		gotIRQ, gotTick := false, false
+		gotIRQ, gotTick = false, false
 		select {
 		case <-irq:
 			gotIRQ = true
@@ -104,6 +114,12 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		gotIRQ = ready(irq) || gotIRQ
 		gotTick = ready(tick.C) || gotTick
 		ready(d.kick)
+		if gotTick && !w.periodic() {
+			if !w.bo.wait(ctx) {
+				return
+			}
+			continue
+		}
 		switch {
 		case gotIRQ:
 			rxPending, w.polled = true, false
@@ -114,6 +130,18 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 			}
 		}
 	}
+}
+
+// periodic runs the worker's low-rate work on a poll tick: the check for
+// a reset chip (and the recovery from one) and the read of the chip's
+// drop counters. It reports false when the chip is found reset and could
+// not be re-initialised yet (the worker backs off and tries again).
+func (w *worker) periodic() bool {
+	if !w.resetCheckDue() {
+		return false
+	}
+	w.chipStatsDue()
+	return true
 }
 
 // ready takes a pending value from c, if there is one.

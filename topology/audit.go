@@ -17,6 +17,13 @@ import (
 // their registers only: the SPI writes a chip rejected (its protocol
 // error count) and the cable's counters live in the chip server, whose
 // own report has them, so those two equations become inequalities here.
+//
+// A chip found reset by its driver (ChipResets) restarted its counters
+// from zero: the frames queued in it at the start are gone with the old
+// chip, and on the RX side the frames the driver accounted for from the
+// old chips (RxBeforeReset) stand for what those had accepted. The
+// chip's drop counters the driver reports (read at a low rate) never run
+// ahead of the chip's registers.
 func (t *Topology) Audit(i int, delivered uint64) []error {
 	src, dst := t.Nodes[i], t.Nodes[1-i]
 	var errs []error
@@ -49,6 +56,9 @@ func (t *Topology) Audit(i int, delivered uint64) []error {
 	valid, dropped := sr.Register(regs.FSCHTotalValidEntryCnt), sr.Register(regs.FSCHTotalDropEntryCnt)
 	queuedTx := hostQueued(sr)
 	startTx, _ := src.queuedAtStart()
+	if ts.ChipResets > 0 {
+		startTx = 0
+	}
 	check(valid+dropped+queuedTx == accepted+startTx,
 		"chip %s: %d sent + %d window drops + %d queued != %d accepted + %d queued before", src.Name, valid, dropped, queuedTx, accepted, startTx)
 	ft := sr.Register(regs.FTTotalTxFrameCnt)
@@ -73,9 +83,28 @@ func (t *Topology) Audit(i int, delivered uint64) []error {
 	check(drop == reasons, "chip %s: FD_TOTAL_DROP_FRAME_CNT %d != %d by reason", dst.Name, drop, reasons)
 	queued := rxQueued(dr)
 	_, startRx := dst.queuedAtStart()
+	if rs.ChipResets > 0 {
+		startRx = rs.RxBeforeReset
+	}
 	read := rs.RxPackets + rs.RxErrors + rs.RxDropped
-	check(rx-drop+startRx == read+queued, "chip %s: %d frames accepted + %d queued before != %d read by the driver + %d queued",
+	check(rx-drop+startRx == read+queued, "chip %s: %d frames accepted + %d queued before (or read before a reset) != %d read by the driver + %d queued",
 		dst.Name, rx-drop, startRx, read, queued)
+	if rs.ChipResets == 0 {
+		for _, c := range []struct {
+			name         string
+			driver, chip uint64
+		}{
+			{"FD_FIFO_FULL_DROP_FRAME_CNT", rs.ChipRxFIFOFull, dr.Register(regs.FDFIFOFullDropFrameCnt)},
+			{"FD_FCS_DROP_FRAME_CNT", rs.ChipRxFCS, dr.Register(regs.FDFCSDropFrameCnt)},
+			{"FD_JUMBO_DROP_FRAME_CNT", rs.ChipRxJumbo, dr.Register(regs.FDJumboDropFrameCnt)},
+		} {
+			check(c.driver <= c.chip, "driver %s reports %s %d, the chip has %d", dst.Name, c.name, c.driver, c.chip)
+		}
+	}
+	if ts.ChipResets == 0 {
+		check(ts.ChipTxBackPressure <= backPressure, "driver %s reports FS_TOTAL_BACK_PRESSURE_EVENT_CNT %d, the chip has %d",
+			src.Name, ts.ChipTxBackPressure, backPressure)
+	}
 	check(delivered == rs.RxPackets, "host %s: received %d, driver delivered %d", dst.Name, delivered, rs.RxPackets)
 	return errs
 }

@@ -24,15 +24,22 @@ func (t *Topology) WriteReport(w io.Writer, elapsed time.Duration) {
 			fmt.Fprintf(w, "%s: attached over %T\n", n.Name, n.Transport)
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "    RX:\tbytes\tpackets\terrors\tdropped\tlength\tcrc\tfifo\n")
-		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.RxBytes, s.RxPackets, s.RxErrors, s.RxDropped,
-			s.RxLengthErrors, s.RxCRCErrors, s.RxFIFOErrors)
-		fmt.Fprintf(tw, "    TX:\tbytes\tpackets\terrors\tdropped\tbusy\tqueued\toffered\n")
-		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.TxBytes, s.TxPackets, s.TxErrors, s.TxDropped,
-			s.TxBusy, s.TxQueued, s.TxOffered)
+		// As ndo_get_stats64 reports them: the chip's own drops
+		// included (driver.Stats.Link).
+		ls := s.Link()
+		fmt.Fprintf(tw, "    RX:\tbytes\tpackets\terrors\tdropped\tmissed\tlength\tcrc\tfifo\n")
+		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", ls.RxBytes, ls.RxPackets, ls.RxErrors, ls.RxDropped,
+			ls.RxMissedErrors, ls.RxLengthErrors, ls.RxCRCErrors, ls.RxFIFOErrors)
+		fmt.Fprintf(tw, "    TX:\tbytes\tpackets\terrors\tdropped\tfifo\tbusy\tqueued\toffered\n")
+		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", ls.TxBytes, ls.TxPackets, ls.TxErrors, ls.TxDropped,
+			ls.TxFIFOErrors, s.TxBusy, s.TxQueued, s.TxOffered)
 		tw.Flush()
 		fmt.Fprintf(w, "    driver: SPI worker errors %d; TX retries %d, reconciled %d; RX orphans %d, retries %d, poll recoveries %d\n",
 			s.SPIErrors, s.TxRetries, s.TxReconciled, s.RxOrphans, s.RxRetries, s.RxPollRecoveries)
+		if s.ChipResets > 0 {
+			fmt.Fprintf(w, "    driver: chip found reset %d times and re-initialised; lost to resets: TX %d, RX %d\n",
+				s.ChipResets, s.TxResetLost, s.RxResetLost)
+		}
 		if s.XmitClockReads > 0 {
 			fmt.Fprintf(w, "    driver: SYSCOUNT reads in transmit %d, failed %d, bus wait total %v, max %v\n",
 				s.XmitClockReads, s.XmitClockErrors, s.XmitClockWait.Round(time.Microsecond), s.XmitClockMaxWait.Round(time.Microsecond))

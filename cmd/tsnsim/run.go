@@ -33,8 +33,9 @@ type runOptions struct {
 	pcap     string
 	spiTrace string
 
-	txRing    int
-	xmitClock string
+	txRing     int
+	xmitClock  string
+	openBudget time.Duration
 	modelOptions
 	faultOptions
 	hardwareOptions
@@ -53,6 +54,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.StringVar(&o.spiTrace, "spi-trace", "", "write every SPI transaction of both nodes to this file, one JSON line each (summarise it with tsnsim trace FILE)")
 	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries (1 reproduces the field driver's loss)")
 	fs.StringVar(&o.xmitClock, "xmit-clock", "none", "none: the driver core never touches SPI when transmitting (its design); spi: read SYSCOUNT over the shared bus in every transmit, like the field driver (chip.md section 6, scenario 2)")
+	fs.DurationVar(&o.openBudget, "open-budget", driver.DefaultOpenBudget, "how long each driver's Open (and Stop) may retry its register accesses on a failing SPI bus, with backoff, before giving up")
 	o.modelOptions.addFlags(fs)
 	o.faultOptions.addFlags(fs)
 	o.hardwareOptions.addFlags(fs)
@@ -82,6 +84,9 @@ func (o *runOptions) validate() error {
 		return fmt.Errorf("--tx-ring %d: want at least 1", o.txRing)
 	case o.xmitClock != "none" && o.xmitClock != "spi":
 		return fmt.Errorf("--xmit-clock %q: want none or spi", o.xmitClock)
+	}
+	if o.openBudget <= 0 {
+		return fmt.Errorf("--open-budget %v: must be positive", o.openBudget)
 	}
 	if err := o.modelOptions.validate(); err != nil {
 		return err
@@ -240,7 +245,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	r := &outcome{out: stdout}
 	cfg := o.topologyConfig(log, capture).WithDefaults()
-	cfg.Driver = driver.Config{TxRingSize: o.txRing}
+	cfg.Driver = driver.Config{TxRingSize: o.txRing, OpenBudget: o.openBudget}
 	if o.xmitClock == "spi" {
 		cfg.Driver.XmitClock = driver.XmitClockSPI
 	}
