@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"tsnsim/chip/regs"
+	"tsnsim/driver"
 )
 
 // Imbalance is an audit equation that does not hold: a ledger bug, not a
@@ -59,9 +60,7 @@ func (t *Topology) Losses(i int) []Loss {
 		}
 	}
 	ts, rs := src.Driver.Stats(), dst.Driver.Stats()
-	add(ts.TxErrors, "TX errors at driver %s", src.Name)
-	add(ts.TxDropped, "TX dropped at driver %s", src.Name)
-	add(uint64(ts.TxQueued), "left on driver %s's TX ring", src.Name)
+	out = append(out, driverTxLosses(src.Name, ts)...)
 
 	sr, dr := src.registers(), dst.registers()
 	add(sr.Register(regs.FSTotalBackPressureEventCnt), "dropped at chip %s host FIFO (back-pressure)", src.Name)
@@ -90,13 +89,46 @@ func (t *Topology) Losses(i int) []Loss {
 	add(dr.Register(regs.FDJumboDropFrameCnt), "dropped at chip %s RX (too long)", dst.Name)
 	add(dr.Register(regs.FDFIFOFullDropFrameCnt), "dropped at chip %s RX FIFO (full)", dst.Name)
 	add(rxQueued(dr), "left in chip %s RX FIFO", dst.Name)
-	other := rs.RxErrors - min(rs.RxErrors, rs.RxCRCErrors+rs.RxLengthErrors+rs.RxFIFOErrors+rs.RxOrphans)
-	add(rs.RxCRCErrors, "RX CRC errors at driver %s", dst.Name)
-	add(rs.RxLengthErrors, "RX length errors at driver %s", dst.Name)
-	add(rs.RxFIFOErrors, "RX FIFO errors at driver %s (lost in a failed SPI read)", dst.Name)
-	add(rs.RxOrphans, "RX orphans at driver %s (discarded to resynchronise)", dst.Name)
-	add(other, "other RX errors at driver %s", dst.Name)
-	add(rs.RxDropped, "RX dropped at driver %s (refused by the host)", dst.Name)
+	return append(out, driverRxLosses(dst.Name, rs)...)
+}
+
+// DriverLosses lists the frames a driver named name lost or left, in
+// both directions, by counter: what Losses names at the drivers, for a
+// node whose peer is not in this process.
+func DriverLosses(name string, s driver.Stats) []Loss {
+	return append(driverTxLosses(name, s), driverRxLosses(name, s)...)
+}
+
+// driverTxLosses are the TX counters of a driver that hold lost frames.
+func driverTxLosses(name string, s driver.Stats) []Loss {
+	var out []Loss
+	add := func(n uint64, where string) {
+		if n > 0 {
+			out = append(out, Loss{Count: n, Where: where})
+		}
+	}
+	add(s.TxErrors, "TX errors at driver "+name)
+	add(s.TxDropped, "TX dropped at driver "+name)
+	add(uint64(s.TxQueued), "left on driver "+name+"'s TX ring")
+	return out
+}
+
+// driverRxLosses are the RX counters of a driver that hold lost frames,
+// by reason (the parts of RxErrors, and RxDropped).
+func driverRxLosses(name string, s driver.Stats) []Loss {
+	var out []Loss
+	add := func(n uint64, where string) {
+		if n > 0 {
+			out = append(out, Loss{Count: n, Where: where})
+		}
+	}
+	other := s.RxErrors - min(s.RxErrors, s.RxCRCErrors+s.RxLengthErrors+s.RxFIFOErrors+s.RxOrphans)
+	add(s.RxCRCErrors, "RX CRC errors at driver "+name)
+	add(s.RxLengthErrors, "RX length errors at driver "+name)
+	add(s.RxFIFOErrors, "RX FIFO errors at driver "+name+" (lost in a failed SPI read)")
+	add(s.RxOrphans, "RX orphans at driver "+name+" (discarded to resynchronise)")
+	add(other, "other RX errors at driver "+name)
+	add(s.RxDropped, "RX dropped at driver "+name+" (refused by the host)")
 	return out
 }
 
