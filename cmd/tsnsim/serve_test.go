@@ -39,7 +39,7 @@ func TestChipServeAndAttach(t *testing.T) {
 		if status := run(append([]string{"run", "--backend", "frames", "--frames", "100"}, attach...), &out, &errOut); status != 0 {
 			t.Fatalf("run --attach: status %d\n%s\n%s", status, out.String(), errOut.String())
 		}
-		if !strings.Contains(out.String(), "a->b: 100/100") || !strings.Contains(out.String(), "PASS") {
+		if !strings.Contains(out.String(), "a->b: 100/100") || !strings.Contains(out.String(), "\nCLEAN\n") {
 			t.Errorf("run --attach:\n%s", out.String())
 		}
 	}
