@@ -42,7 +42,7 @@ type Writer struct {
 
 	mu      sync.Mutex
 	out     io.Writer
-	buf     []byte // whole lines not yet written
+	buf     []byte     // whole lines not yet written
 	held    []heldLine // records completing at instant at
 	at      int64      // latest completion time seen
 	started bool       // at is set
