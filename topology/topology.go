@@ -53,6 +53,7 @@ type Node struct {
 	closer    io.Closer
 	initial   snapshot // attached: the chip's registers read at Start
 	final     snapshot // attached: the chip's registers read at Close
+	finalErr  error    // attached: why final is incomplete (the chip did not answer)
 }
 
 // Topology is two nodes and the cable between them.
@@ -221,7 +222,7 @@ func (t *Topology) Close(ctx context.Context) error {
 			continue
 		}
 		snap, err := readSnapshot(ctx, n.Driver)
-		n.final = snap
+		n.final, n.finalErr = snap, err
 		errs = append(errs, err)
 	}
 	if t.Cable != nil {

@@ -212,7 +212,7 @@ func (v *Verdict) Line() string {
 	switch v.ExitStatus() {
 	case ExitUnaccounted:
 		first := v.Imbalances[0]
-		line := fmt.Sprintf("UNACCOUNTED: %s: %s off by %d", first.Direction, first.Equation, first.Off())
+		line := fmt.Sprintf("UNACCOUNTED: %s: %s off by %d", first.Direction, strings.ReplaceAll(first.Equation, "\n", "; "), first.Off())
 		if k := len(v.Imbalances) - 1; k > 0 {
 			line += fmt.Sprintf("; %d more equations off (listed above)", k)
 		}
@@ -229,7 +229,7 @@ func (v *Verdict) Line() string {
 			line += "no frame counted lost"
 		}
 		if len(v.Failures) > 0 {
-			line += "; run failed: " + v.Failures[0]
+			line += "; run failed: " + strings.ReplaceAll(v.Failures[0], "\n", "; ")
 			if k := len(v.Failures) - 1; k > 0 {
 				line += fmt.Sprintf(" (+%d more, listed above)", k)
 			}

@@ -34,6 +34,15 @@ func (r *outcome) fail(format string, args ...any) {
 	r.printf("FAIL: %s\n", msg)
 }
 
+// failFirst is fail for the reason the run ended early (a stall): the
+// verdict names it first, before what failed because of it.
+func (r *outcome) failFirst(err error) {
+	r.mu.Lock()
+	r.verdict.Failures = append([]string{err.Error()}, r.verdict.Failures...)
+	r.mu.Unlock()
+	r.printf("FAIL: %v\n", err)
+}
+
 // unaccounted records an imbalance found outside topology.Audit (a
 // checker that saw a frame twice, or one the peer never sent) and prints
 // it.

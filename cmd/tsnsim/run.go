@@ -277,7 +277,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	case stopped(o.ctx) == nil:
 		r.printf("%v: stopped gracefully\n", cause)
 	default:
-		r.fail("%v", cause)
+		r.failFirst(cause)
 	}
 	stopControl()
 	reportFaults(r, inj)

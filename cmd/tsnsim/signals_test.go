@@ -180,3 +180,33 @@ func TestRunSecondSignalExitsAtOnce(t *testing.T) {
 	}
 	checkTrace(t, trace)
 }
+
+// TestAttachedRunStallEndsWithReport: the chip server stops answering
+// (SIGSTOP) in the middle of an attached run; the run does not hang: after
+// --stall-timeout it stops, prints its report with the stall as the
+// reason and exits 1.
+func TestAttachedRunStallEndsWithReport(t *testing.T) {
+	dir := t.TempDir()
+	sockDir := filepath.Join(dir, "sock")
+	server := startChild(t, "chip", "serve", "--socket-dir", sockDir)
+	waitForFile(t, filepath.Join(sockDir, "b.sock"), 30*time.Second)
+	trace := filepath.Join(dir, "spi.jsonl")
+	c := startChild(t, "run", "--backend", "frames", "--frames", "100000000", "--stall-timeout", "2s", "--spi-trace", trace,
+		"--attach", "unix:"+filepath.Join(sockDir, "a.sock"), "--attach", "unix:"+filepath.Join(sockDir, "b.sock"))
+	waitForFile(t, trace, 30*time.Second)
+	time.Sleep(time.Second)
+	if err := server.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.cmd.Process.Signal(syscall.SIGCONT) })
+	status := c.wait(t, 2*time.Minute)
+	report := c.stdout.String()
+	if status != 1 || !strings.Contains(report, "FAIL: stalled: driver ") {
+		t.Errorf("status %d, want 1 and a stall failure:\n%s\nstderr:\n%s", status, report, c.stderr.String())
+	}
+	lines := strings.Split(strings.TrimRight(report, "\n"), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "LOSS: ") || !strings.Contains(last, "stalled") {
+		t.Errorf("verdict %q", last)
+	}
+	checkTrace(t, trace)
+}
