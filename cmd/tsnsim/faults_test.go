@@ -79,9 +79,18 @@ func TestFaultControlWhileRunning(t *testing.T) {
 	if status := <-done; status != exitFail {
 		t.Fatalf("status %d\n%s\n%s", status, out.String(), errOut.String())
 	}
-	if !strings.Contains(out.String(), "cable.loss@a=2") || !strings.Contains(out.String(), "a->b: 3998/4000") ||
-		!strings.HasSuffix(out.String(), "\nLOSS: 2 lost on the cable a->b (injected)\n") {
+	// On a busy machine a starved worker may also let an RX FIFO
+	// overflow: the verdict then names those drops too, and only them.
+	last := lastLine(out.String())
+	extra := strings.TrimPrefix(strings.Replace(last, "2 lost on the cable a->b (injected)", "", 1), "LOSS: ")
+	if !strings.Contains(out.String(), "cable.loss@a=2") || !strings.HasPrefix(last, "LOSS: ") ||
+		!strings.Contains(last, "2 lost on the cable a->b (injected)") || strings.Contains(last, "run failed") {
 		t.Errorf("want 2 frames lost to the fault added while running:\n%s", out.String())
+	}
+	for _, l := range strings.Split(extra, ", ") {
+		if l != "" && !strings.HasSuffix(l, "RX FIFO (full)") {
+			t.Errorf("unexpected loss %q:\n%s", l, out.String())
+		}
 	}
 }
 

@@ -52,6 +52,7 @@ func runFrames(o *runOptions, cfg topology.Config, r *outcome) error {
 		c.WaitFor(context.Background(), sent[1-i].Sent, idle)
 	}
 	stopWatch()
+	drain(topo, r)
 	closeTopology(topo, r)
 
 	topo.WriteReport(r.out, time.Since(start))

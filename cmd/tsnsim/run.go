@@ -344,6 +344,18 @@ func (o *runOptions) stallTimeout() time.Duration {
 // waits for a stalled link before it gives up (--stall-timeout 0).
 const defaultStallMargin = 10 * time.Second
 
+// drainTimeout bounds the wait for frames in flight at the end of a run.
+const drainTimeout = 2 * time.Second
+
+// drain waits for the frames in flight to be delivered (topology.Drain),
+// so that the end of a run does not cut them off; what is still queued
+// after drainTimeout is reported as left in its queue.
+func drain(topo *topology.Topology, r *outcome) {
+	if !topo.Drain(context.Background(), drainTimeout) {
+		r.printf("drain: frames still queued after %v (listed below as left in their queues)\n", drainTimeout)
+	}
+}
+
 // closeTopology stops topo within a bound and reports what failed.
 func closeTopology(topo *topology.Topology, r *outcome) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -44,6 +44,11 @@ func signalExit(sig os.Signal) int {
 // exit ends the process; tests replace it.
 var exit = os.Exit
 
+// osSignals turns the signal handling of tsnsim run on; tests that run
+// it in a synctest bubble turn it off (os/signal's goroutines live
+// outside the bubble).
+var osSignals = true
+
 // watchSignals returns a context that the first SIGINT or SIGTERM
 // cancels (cause *interrupted), so the run stops gracefully: traffic
 // stops, drivers stop, queues drain, the audit and the full report are
@@ -51,6 +56,9 @@ var exit = os.Exit
 // with 128 + the signal number. release stops watching.
 func watchSignals(stderr io.Writer, atExit func()) (ctx context.Context, release func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
+	if !osSignals {
+		return ctx, func() { cancel(nil) }
+	}
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})

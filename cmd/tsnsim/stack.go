@@ -126,9 +126,11 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 	}
 	elapsed := time.Since(start)
 	stopWatch()
+	drain(topo, r) // the last ACKs and replies, with the stacks still there to take them
 	for _, st := range stacks {
 		st.Close() // no more frames offered to the drivers
 	}
+	drain(topo, r)
 	closeTopology(topo, r)
 	interrupted := ctx.Err() != nil
 

@@ -96,8 +96,12 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 	elapsed := time.Since(start)
 	stopWatch()
 	r.printf("stopping after %v\n", elapsed.Round(time.Millisecond))
-	// The links go down first, so the kernel sends nothing more and its
-	// counters can be read and compared with the devices' own.
+	// Frames in flight are delivered first, with the links still up; then
+	// the links go down, so the kernel sends nothing more and its
+	// counters can be read and compared with the devices' own (a frame
+	// the kernel had queued then reaches a peer whose link is down, and is
+	// counted as refused by that host).
+	drain(topo, r)
 	var kernel [2]*tap.KernelStats
 	for i, d := range devs {
 		if err := d.Quiesce(2 * time.Second); err != nil {
@@ -109,6 +113,7 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 			kernel[i] = &ks
 		}
 	}
+	drain(topo, r)
 	closeDevs() // no more frames offered; devices and namespaces removed
 	closeTopology(topo, r)
 	topo.WriteReport(r.out, elapsed)
