@@ -93,7 +93,13 @@ func rxQueued(r registers) uint64 {
 // then the equations through the chips cannot be checked.
 func (t *Topology) chipsUnreadable(nodes ...*Node) error {
 	for _, n := range nodes {
-		if n.Chip == nil && n.finalErr != nil {
+		switch {
+		case n.Chip != nil:
+		case n.initial == nil && n.initialErr == nil:
+			return fmt.Errorf("%s: chip counters not read at start (the topology did not start), the equations through the chips are not checked", n.Name)
+		case n.initialErr != nil:
+			return fmt.Errorf("%s: chip counters unreadable at start, the equations through the chips are not checked: %w", n.Name, n.initialErr)
+		case n.finalErr != nil:
 			return fmt.Errorf("%s: chip counters unreadable at close, the equations through the chips are not checked: %w", n.Name, n.finalErr)
 		}
 	}

@@ -54,6 +54,7 @@ type Node struct {
 	initial   snapshot // attached: the chip's registers read at Start
 	final     snapshot // attached: the chip's registers read at Close
 	finalErr  error    // attached: why final is incomplete (the chip did not answer)
+	initialErr error    // attached: why initial is incomplete
 }
 
 // Topology is two nodes and the cable between them.
@@ -188,10 +189,10 @@ func (t *Topology) Start(ctx context.Context) error {
 			continue
 		}
 		snap, err := readSnapshot(ctx, n.Driver)
+		n.initial, n.initialErr = snap, err
 		if err != nil {
 			return fmt.Errorf("topology: %s: %w", n.Name, err)
 		}
-		n.initial = snap
 	}
 	for _, n := range t.Nodes {
 		if err := n.Driver.Open(ctx); err != nil {

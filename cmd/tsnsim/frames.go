@@ -29,8 +29,7 @@ func runFrames(o *runOptions, cfg topology.Config, r *outcome) error {
 	}
 	ctx := o.ctx
 	if err := topo.Start(ctx); err != nil {
-		closeTopology(topo, r)
-		return err
+		return startFailed(topo, r, err, [2]uint64{checkers[0].Result().Received, checkers[1].Result().Received})
 	}
 	stopWatch := o.watch(topo)
 	start := time.Now()

@@ -356,6 +356,18 @@ func drain(topo *topology.Topology, r *outcome) {
 	}
 }
 
+// startFailed ends a run whose topology did not start (an open that ran
+// out of time, an interrupted start-up): it stops what started and
+// prints the report and the audit of what happened so far; received[i]
+// is what node i's host took. The caller returns err.
+func startFailed(topo *topology.Topology, r *outcome, err error, received [2]uint64) error {
+	r.printf("start-up failed: %v\n", err)
+	closeTopology(topo, r)
+	topo.WriteReport(r.out, 0)
+	r.audit(topo, received)
+	return err
+}
+
 // closeTopology stops topo within a bound and reports what failed.
 func closeTopology(topo *topology.Topology, r *outcome) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

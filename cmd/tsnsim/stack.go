@@ -80,8 +80,7 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 	}
 	ctx := o.ctx
 	if err := topo.Start(ctx); err != nil {
-		closeTopology(topo, r)
-		return err
+		return startFailed(topo, r, err, [2]uint64{stacks[0].Stats().Received, stacks[1].Stats().Received})
 	}
 	for i, st := range stacks {
 		if err := st.Attach(topo.Nodes[i].Driver); err != nil {

@@ -71,8 +71,7 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 		return err
 	}
 	if err := topo.Start(ctx); err != nil {
-		closeTopology(topo, r)
-		return err
+		return startFailed(topo, r, err, [2]uint64{devs[0].Stats().Written, devs[1].Stats().Written})
 	}
 	for i, d := range devs {
 		if err := d.Attach(topo.Nodes[i].Driver); err != nil {
