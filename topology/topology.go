@@ -48,12 +48,12 @@ type Node struct {
 	Bus  *spibridge.InProcess // the chip's bus, with the timing model
 	// Transport is what the driver core drives: Bus itself, or what
 	// Config.Transport made of it.
-	Transport spibridge.Transport
-	Driver    *driver.Driver
-	closer    io.Closer
-	initial   snapshot // attached: the chip's registers read at Start
-	final     snapshot // attached: the chip's registers read at Close
-	finalErr  error    // attached: why final is incomplete (the chip did not answer)
+	Transport  spibridge.Transport
+	Driver     *driver.Driver
+	closer     io.Closer
+	initial    snapshot // attached: the chip's registers read at Start
+	final      snapshot // attached: the chip's registers read at Close
+	finalErr   error    // attached: why final is incomplete (the chip did not answer)
 	initialErr error    // attached: why initial is incomplete
 }
 
