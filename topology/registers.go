@@ -95,10 +95,10 @@ func (t *Topology) chipsUnreadable(nodes ...*Node) error {
 	for _, n := range nodes {
 		switch {
 		case n.Chip != nil:
-		case n.initial == nil && n.initialErr == nil:
+		case n.initial == nil && n.startErr == nil:
 			return fmt.Errorf("%s: chip counters not read at start (the topology did not start), the equations through the chips are not checked", n.Name)
-		case n.initialErr != nil:
-			return fmt.Errorf("%s: chip counters unreadable at start, the equations through the chips are not checked: %w", n.Name, n.initialErr)
+		case n.startErr != nil:
+			return fmt.Errorf("%s: chip counters unreadable at start, the equations through the chips are not checked: %w", n.Name, n.startErr)
 		case n.finalErr != nil:
 			return fmt.Errorf("%s: chip counters unreadable at close, the equations through the chips are not checked: %w", n.Name, n.finalErr)
 		}

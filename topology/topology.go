@@ -48,13 +48,13 @@ type Node struct {
 	Bus  *spibridge.InProcess // the chip's bus, with the timing model
 	// Transport is what the driver core drives: Bus itself, or what
 	// Config.Transport made of it.
-	Transport  spibridge.Transport
-	Driver     *driver.Driver
-	closer     io.Closer
-	initial    snapshot // attached: the chip's registers read at Start
-	final      snapshot // attached: the chip's registers read at Close
-	finalErr   error    // attached: why final is incomplete (the chip did not answer)
-	initialErr error    // attached: why initial is incomplete
+	Transport spibridge.Transport
+	Driver    *driver.Driver
+	closer    io.Closer
+	initial   snapshot // attached: the chip's registers read at Start
+	final     snapshot // attached: the chip's registers read at Close
+	finalErr  error    // attached: why final is incomplete (the chip did not answer)
+	startErr  error    // attached: why initial is incomplete
 }
 
 // Topology is two nodes and the cable between them.
@@ -189,7 +189,7 @@ func (t *Topology) Start(ctx context.Context) error {
 			continue
 		}
 		snap, err := readSnapshot(ctx, n.Driver)
-		n.initial, n.initialErr = snap, err
+		n.initial, n.startErr = snap, err
 		if err != nil {
 			return fmt.Errorf("topology: %s: %w", n.Name, err)
 		}
