@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,10 +16,41 @@ import (
 // child is a tsnsim command running in a child process (the test binary,
 // see TestMain), so it can be sent signals.
 type child struct {
-	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer // read only after wait
-	done           chan struct{}
-	err            error
+	cmd    *exec.Cmd
+	stdout bytes.Buffer // read only after wait
+	stderr lockedBuffer
+	done   chan struct{}
+	err    error
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while the child writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitStderr waits until the child's stderr contains s.
+func (c *child) waitStderr(t *testing.T, s string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !strings.Contains(c.stderr.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stderr lacks %q after %v:\n%s", s, limit, c.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func startChild(t *testing.T, args ...string) *child {
@@ -170,7 +202,10 @@ func TestRunSecondSignalExitsAtOnce(t *testing.T) {
 	waitForFile(t, trace, 30*time.Second)
 	time.Sleep(time.Second)
 	c.cmd.Process.Signal(syscall.SIGINT)
-	time.Sleep(100 * time.Millisecond)
+	// Two signals of one kind that are both pending merge into one (a
+	// starved process may not have taken the first yet): send the second
+	// once tsnsim said it took the first.
+	c.waitStderr(t, "stopping", 30*time.Second)
 	c.cmd.Process.Signal(syscall.SIGINT)
 	if status := c.wait(t, 30*time.Second); status != 130 {
 		t.Errorf("status %d, want 130\n%s\n%s", status, c.stdout.String(), c.stderr.String())
