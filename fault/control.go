@@ -206,6 +206,13 @@ func readLine(r *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
 	}
 }
 
+// RemoteError is an error the running tsnsim answered a control request
+// with; its text is the server's, unchanged.
+type RemoteError struct{ Msg string }
+
+// Error implements error.
+func (e *RemoteError) Error() string { return e.Msg }
+
 // Control sends one request to the control server at addr and returns
 // its response: addr is "unix:PATH", a path containing '/', or a TCP
 // "host:port". Without a deadline in ctx the exchange is bounded by
@@ -252,7 +259,7 @@ func Control(ctx context.Context, addr string, req Request) (Response, error) {
 		return Response{}, fmt.Errorf("fault: control: bad response: %w", err)
 	}
 	if !resp.OK {
-		return resp, fmt.Errorf("fault: control: %s", resp.Error)
+		return resp, &RemoteError{Msg: resp.Error}
 	}
 	return resp, nil
 }

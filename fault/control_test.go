@@ -90,7 +90,7 @@ func TestControlRoundTrip(t *testing.T) {
 		req  Request
 		want string
 	}{
-		{Request{Op: "remove", ID: 7}, "fault: control: fault: no fault with id 7"},
+		{Request{Op: "remove", ID: 7}, "fault: no fault with id 7"},
 		{Request{Op: "add", Flag: "spi.melt"}, `unknown kind "melt"`},
 		{Request{Op: "add"}, "add needs spec or flag"},
 		{Request{Op: "add", Spec: &spec, Flag: "irq.lost"}, "not both"},

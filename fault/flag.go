@@ -1,6 +1,7 @@
 package fault
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -23,8 +24,11 @@ var (
 			get: getFloat(func(s *Spec) float64 { return s.Probability })},
 		{name: "count", set: func(s *Spec, v string) error {
 			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("%q is not a whole number of injections (0 or omitted: no limit)", v)
+			}
 			s.Count = n
-			return err
+			return nil
 		}, get: func(s *Spec) string { return fmtUint(s.Count) }},
 		{name: "start", set: setDur(func(s *Spec) *time.Duration { return &s.Start }),
 			get: getDur(func(s *Spec) time.Duration { return s.Start })},
@@ -121,6 +125,10 @@ func findParam(key string) *param {
 	return nil
 }
 
+// ErrZeroProbability is the error for an explicit probability of 0: it
+// would never inject, and an omitted probability means every event.
+var ErrZeroProbability = errors.New("0 would never inject: omit p to inject at every event, or leave the fault out")
+
 // ParseSpec parses the compact flag syntax of --fault:
 //
 //	LAYER.KIND[@NODE][:key=value,...]
@@ -130,7 +138,9 @@ func findParam(key string) *param {
 // "chip.clock-step@a:step=1ms,start=5s". Keys: p (or probability), count,
 // start, dur (or duration), and the kind parameters op, latency, jitter,
 // bits, ppm, step, rate, host_frames, rx_words, rx_meta ("-" may stand for
-// "_"). Durations are Go duration strings. The spec is validated.
+// "_"). Durations are Go duration strings. Without p the fault hits
+// every event; p=0 is an error (ErrZeroProbability). The spec is
+// validated.
 func ParseSpec(text string) (Spec, error) {
 	var s Spec
 	head, opts, hasOpts := strings.Cut(strings.TrimSpace(text), ":")
@@ -165,6 +175,9 @@ func ParseSpec(text string) (Spec, error) {
 			seen[p.name] = true
 			if err := p.set(&s, val); err != nil {
 				return Spec{}, fmt.Errorf("fault: %s: %s: %w", s.Name(), p.name, err)
+			}
+			if p.name == "p" && s.Probability == 0 {
+				return Spec{}, fmt.Errorf("fault: %s: p: %w", s.Name(), ErrZeroProbability)
 			}
 		}
 	}

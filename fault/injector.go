@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,7 @@ type Injector struct {
 	counts map[string]uint64
 	chips  map[string]*chipState
 	lines  map[string]chan struct{} // spurious edges, per node
+	nodes  []string                 // the nodes that exist (SetNodes); nil: any
 }
 
 const numLayers = 4
@@ -83,6 +85,23 @@ func (inj *Injector) Seed() int64 { return inj.seed }
 // now is the emulated time: since the epoch.
 func (inj *Injector) now() time.Duration { return time.Since(inj.epoch) }
 
+// SetNodes names the nodes that exist: from then on Add refuses a fault
+// naming any other node (a typo would otherwise inject nothing, silently).
+// Without SetNodes any node name is taken.
+func (inj *Injector) SetNodes(names ...string) {
+	inj.mu.Lock()
+	defer inj.mu.Unlock()
+	inj.nodes = slices.Clone(names)
+}
+
+// CheckNode fails if s names a node that is not one of nodes.
+func CheckNode(s Spec, nodes []string) error {
+	if s.Node == "" || nodes == nil || slices.Contains(nodes, s.Node) {
+		return nil
+	}
+	return fmt.Errorf("fault: %s@%s: there is no node %q (nodes: %s)", s.Name(), s.Node, s.Node, strings.Join(nodes, ", "))
+}
+
 // Add validates s and activates it; it returns the fault's id. A fault
 // whose window has already ended is an error; one whose Start has passed
 // is active at once (an instant fault happens at once).
@@ -95,6 +114,9 @@ func (inj *Injector) Add(s Spec) (int, error) {
 	defer inj.mu.Unlock()
 	if inj.closed {
 		return 0, fmt.Errorf("fault: injector closed")
+	}
+	if err := CheckNode(s, inj.nodes); err != nil {
+		return 0, err
 	}
 	now := inj.now()
 	if s.Duration > 0 && now >= s.Start+s.Duration {

@@ -90,23 +90,23 @@ func strictDecode(data []byte, v any) error {
 // specJSON is the JSON form of a Spec: durations as Go duration strings,
 // parameter names as in the flag syntax.
 type specJSON struct {
-	Layer       string  `json:"layer"`
-	Kind        string  `json:"kind"`
-	Node        string  `json:"node,omitempty"`
-	Start       string  `json:"start,omitempty"`
-	Duration    string  `json:"duration,omitempty"`
-	Probability float64 `json:"probability,omitempty"`
-	Count       uint64  `json:"count,omitempty"`
-	Op          string  `json:"op,omitempty"`
-	Latency     string  `json:"latency,omitempty"`
-	Jitter      string  `json:"jitter,omitempty"`
-	Bits        int     `json:"bits,omitempty"`
-	PPM         float64 `json:"ppm,omitempty"`
-	Step        string  `json:"step,omitempty"`
-	Rate        float64 `json:"rate,omitempty"`
-	HostFrames  int     `json:"host_frames,omitempty"`
-	RxWords     int     `json:"rx_words,omitempty"`
-	RxMeta      int     `json:"rx_meta,omitempty"`
+	Layer       string   `json:"layer"`
+	Kind        string   `json:"kind"`
+	Node        string   `json:"node,omitempty"`
+	Start       string   `json:"start,omitempty"`
+	Duration    string   `json:"duration,omitempty"`
+	Probability *float64 `json:"probability,omitempty"`
+	Count       uint64   `json:"count,omitempty"`
+	Op          string   `json:"op,omitempty"`
+	Latency     string   `json:"latency,omitempty"`
+	Jitter      string   `json:"jitter,omitempty"`
+	Bits        int      `json:"bits,omitempty"`
+	PPM         float64  `json:"ppm,omitempty"`
+	Step        string   `json:"step,omitempty"`
+	Rate        float64  `json:"rate,omitempty"`
+	HostFrames  int      `json:"host_frames,omitempty"`
+	RxWords     int      `json:"rx_words,omitempty"`
+	RxMeta      int      `json:"rx_meta,omitempty"`
 }
 
 // MarshalJSON writes the spec with durations as Go duration strings.
@@ -117,9 +117,13 @@ func (s Spec) MarshalJSON() ([]byte, error) {
 		}
 		return v.String()
 	}
+	var p *float64
+	if s.Probability != 0 {
+		p = &s.Probability
+	}
 	return json.Marshal(specJSON{
 		Layer: s.Layer, Kind: s.Kind, Node: s.Node, Start: d(s.Start), Duration: d(s.Duration),
-		Probability: s.Probability, Count: s.Count, Op: s.Op, Latency: d(s.Latency), Jitter: d(s.Jitter),
+		Probability: p, Count: s.Count, Op: s.Op, Latency: d(s.Latency), Jitter: d(s.Jitter),
 		Bits: s.Bits, PPM: s.PPM, Step: d(s.Step), Rate: s.Rate,
 		HostFrames: s.HostFrames, RxWords: s.RxWords, RxMeta: s.RxMeta,
 	})
@@ -132,7 +136,10 @@ func (s *Spec) UnmarshalJSON(data []byte) error {
 	if err := strictDecode(data, &j); err != nil {
 		return err
 	}
-	out := Spec{Layer: j.Layer, Kind: j.Kind, Node: j.Node, Probability: j.Probability, Count: j.Count,
+	if j.Probability != nil && *j.Probability == 0 {
+		return fmt.Errorf("probability: %w", ErrZeroProbability)
+	}
+	out := Spec{Layer: j.Layer, Kind: j.Kind, Node: j.Node, Count: j.Count,
 		Op: j.Op, Bits: j.Bits, PPM: j.PPM, Rate: j.Rate, HostFrames: j.HostFrames, RxWords: j.RxWords, RxMeta: j.RxMeta}
 	for _, f := range []struct {
 		name string
@@ -148,6 +155,9 @@ func (s *Spec) UnmarshalJSON(data []byte) error {
 			return fmt.Errorf("%s: %w", f.name, err)
 		}
 		*f.dst = d
+	}
+	if j.Probability != nil {
+		out.Probability = *j.Probability
 	}
 	*s = out
 	return nil

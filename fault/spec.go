@@ -45,8 +45,9 @@ type Spec struct {
 	// and take no Duration.
 	Start, Duration time.Duration
 	// Probability is the chance that an event (a transfer, an edge, a
-	// frame, a spurious-edge candidate) gets the fault; 0 means 1 (every
-	// event). Event kinds only.
+	// frame, a spurious-edge candidate) gets the fault; 0 (omitted) means
+	// 1, every event: the flag syntax and plans refuse an explicit 0
+	// (ErrZeroProbability). Event kinds only.
 	Probability float64
 	// Count is at most this many injections per node; 0 is no limit.
 	// Event kinds only.

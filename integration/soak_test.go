@@ -48,9 +48,16 @@ func TestSoakMixedFaults(t *testing.T) {
 				heap[i] = m.HeapAlloc
 			}
 		}()
-		const frames = 125_000 // one every 5 ms each way: 625 s
+		// One frame every 5 ms each way: 625 s. Under the race detector
+		// (go test -race ./... must finish within Go's 10-minute limit on
+		// a busy machine) one every 20 ms: the same ten minutes of faults
+		// with a quarter of the frames.
+		frames, interval := uint64(125_000), 5*time.Millisecond
+		if raceEnabled {
+			frames, interval = frames/4, 4*interval
+		}
 		res := faultRun{specs: soakPlan,
-			seed: 7, frames: frames, interval: 5 * time.Millisecond, size: 0}.run(t)
+			seed: 7, frames: frames, interval: interval, size: 0}.run(t)
 		<-sampled
 		t.Logf("%v emulated; received %d and %d of %d; heap %d KiB at 2 min, %d KiB at 10 min; faults %v",
 			res.elapsed.Round(time.Second), res.received[0].Received, res.received[1].Received, frames,

@@ -373,7 +373,7 @@ func TestWindowPassed(t *testing.T) {
 // (synctest.Test fails on goroutines blocked at the end).
 func TestTopologyClosesCleanly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		runLoadedTopology(t, spibridge.DefaultTiming(), 50)
+		runLoadedTopology(t, spibridge.DefaultTiming(), 50, false)
 	})
 }
 
@@ -381,13 +381,20 @@ func TestTopologyClosesCleanly(t *testing.T) {
 // checked with goleak. With no SPI timing the driver writes frames much
 // faster than the 100 Mbit/s link drains them and the driver does not
 // look at the host FIFO level, so more than 128 frames (HW_QUEUE_SIZE)
-// in one burst would be lost to back-pressure: 100 per direction fit.
+// in one burst would be lost to back-pressure: 100 per direction fit on
+// an idle machine. On a busy one a starved worker can let an RX FIFO
+// fill, so in real time the test asserts what holds under load: every
+// frame delivered or counted where it was lost, and no goroutine left.
+// Zero loss is TestTopologyClosesCleanly's, in virtual time.
 func TestTopologyNoLeak(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	runLoadedTopology(t, spibridge.Timing{}, 100)
+	runLoadedTopology(t, spibridge.Timing{}, 100, true)
 }
 
-func runLoadedTopology(t *testing.T, tm spibridge.Timing, n uint64) {
+// runLoadedTopology sends n frames each way at once and closes the
+// topology. lossOK (real time): frames may be lost, but each must be
+// counted in one of the topology's loss counters.
+func runLoadedTopology(t *testing.T, tm spibridge.Timing, n uint64, lossOK bool) {
 	t.Helper()
 	ss := streams(0)
 	checkers := [2]*traffic.Checker{traffic.NewChecker(ss[1]), traffic.NewChecker(ss[0])}
@@ -406,19 +413,31 @@ func runLoadedTopology(t *testing.T, tm spibridge.Timing, n uint64) {
 	}
 	wg.Wait()
 	for i, c := range checkers {
-		if !c.WaitFor(ctx, n, time.Second) {
+		if !c.WaitFor(ctx, n, time.Second) && !lossOK {
 			t.Errorf("node %d received %d of %d", i, c.Result().Received, n)
 		}
 	}
 	closeTopology(t, topo)
 	for i, c := range checkers {
-		if r := c.Result(); r.Received != n || r.Gaps != 0 || len(r.Errors) > 0 {
+		r := c.Result()
+		if len(r.Errors) > 0 || r.Duplicates > 0 || r.Corrupt > 0 {
+			t.Errorf("node %d: %+v", i, r)
+		}
+		if !lossOK && (r.Received != n || r.Gaps != 0) {
 			t.Errorf("node %d: %+v", i, r)
 		}
 	}
 	for i, nd := range topo.Nodes {
-		assertAccounting(t, topo, i, checkers[1-i].Result().Received)
-		if bp := nd.Chip.Register(regs.FSTotalBackPressureEventCnt); bp != 0 {
+		received := checkers[1-i].Result().Received
+		assertAccounting(t, topo, i, received)
+		var lost uint64
+		for _, l := range topo.Losses(i) {
+			lost += l.Count
+		}
+		if received+lost != n {
+			t.Errorf("%s->%s: %d received + %d counted lost (%v) != %d sent", nd.Name, topo.Nodes[1-i].Name, received, lost, topo.Losses(i), n)
+		}
+		if bp := nd.Chip.Register(regs.FSTotalBackPressureEventCnt); bp != 0 && !lossOK {
 			t.Errorf("%s: %d frames lost to host FIFO back-pressure", nd.Name, bp)
 		}
 		if nd.Driver.Up() {

@@ -1,7 +1,6 @@
 package spitrace
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/json"
@@ -42,7 +41,8 @@ type Writer struct {
 	closer io.Closer // the file Create opened, nil for NewWriter
 
 	mu      sync.Mutex
-	bw      *bufio.Writer
+	out     io.Writer
+	buf     []byte     // whole lines not yet written
 	held    []heldLine // records completing at instant at
 	at      int64      // latest completion time seen
 	started bool       // at is set
@@ -63,7 +63,7 @@ type heldLine struct {
 // topology's epoch, the time its SYSCOUNT clocks read 0). Close flushes
 // it; w is not closed.
 func NewWriter(w io.Writer, epoch time.Time) *Writer {
-	return &Writer{epoch: epoch, bw: bufio.NewWriterSize(w, 64<<10)}
+	return &Writer{epoch: epoch, out: w, buf: make([]byte, 0, bufferSize)}
 }
 
 // Create creates (or truncates) the file at path and returns a Writer to
@@ -139,11 +139,32 @@ func (w *Writer) write(line []byte) {
 	if w.err != nil {
 		return
 	}
-	if _, err := w.bw.Write(line); err != nil {
-		w.fail(fmt.Errorf("spitrace: writing the trace: %w", err))
+	if len(w.buf)+len(line) > bufferSize {
+		w.flush()
+		if w.err != nil {
+			return
+		}
+	}
+	w.buf = append(w.buf, line...)
+	w.written++
+}
+
+// bufferSize is how many bytes of whole lines a Writer collects before it
+// writes them with one call.
+const bufferSize = 64 << 10
+
+// flush writes the buffered lines with one Write call: the file only
+// ever grows by whole lines, so a process that dies between two flushes
+// (a second SIGINT, SIGKILL) leaves a trace that ends at a line
+// boundary. Called with w.mu held.
+func (w *Writer) flush() {
+	if w.err != nil || len(w.buf) == 0 {
 		return
 	}
-	w.written++
+	if _, err := w.out.Write(w.buf); err != nil {
+		w.fail(fmt.Errorf("spitrace: writing the trace: %w", err))
+	}
+	w.buf = w.buf[:0]
 }
 
 // fail keeps the first error. Called with w.mu held.
@@ -189,9 +210,7 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	w.flushHeld()
-	if err := w.bw.Flush(); err != nil {
-		w.fail(fmt.Errorf("spitrace: flushing the trace: %w", err))
-	}
+	w.flush()
 	if w.closer != nil {
 		if err := w.closer.Close(); err != nil {
 			w.fail(fmt.Errorf("spitrace: %w", err))

@@ -87,3 +87,21 @@ func hostQueued(r registers) uint64 {
 func rxQueued(r registers) uint64 {
 	return regs.RxMetaFIFODataCnt.Get(r.Register(regs.TSNRxFIFOStatus))
 }
+
+// chipsUnreadable reports, for an attached topology, that a chip's
+// registers could not be read at Close (its server stopped answering):
+// then the equations through the chips cannot be checked.
+func (t *Topology) chipsUnreadable(nodes ...*Node) error {
+	for _, n := range nodes {
+		switch {
+		case n.Chip != nil:
+		case n.initial == nil && n.startErr == nil:
+			return fmt.Errorf("%s: chip counters not read at start (the topology did not start), the equations through the chips are not checked", n.Name)
+		case n.startErr != nil:
+			return fmt.Errorf("%s: chip counters unreadable at start, the equations through the chips are not checked: %w", n.Name, n.startErr)
+		case n.finalErr != nil:
+			return fmt.Errorf("%s: chip counters unreadable at close, the equations through the chips are not checked: %w", n.Name, n.finalErr)
+		}
+	}
+	return nil
+}

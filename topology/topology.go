@@ -53,6 +53,8 @@ type Node struct {
 	closer    io.Closer
 	initial   snapshot // attached: the chip's registers read at Start
 	final     snapshot // attached: the chip's registers read at Close
+	finalErr  error    // attached: why final is incomplete (the chip did not answer)
+	startErr  error    // attached: why initial is incomplete
 }
 
 // Topology is two nodes and the cable between them.
@@ -187,10 +189,10 @@ func (t *Topology) Start(ctx context.Context) error {
 			continue
 		}
 		snap, err := readSnapshot(ctx, n.Driver)
+		n.initial, n.startErr = snap, err
 		if err != nil {
 			return fmt.Errorf("topology: %s: %w", n.Name, err)
 		}
-		n.initial = snap
 	}
 	for _, n := range t.Nodes {
 		if err := n.Driver.Open(ctx); err != nil {
@@ -221,7 +223,7 @@ func (t *Topology) Close(ctx context.Context) error {
 			continue
 		}
 		snap, err := readSnapshot(ctx, n.Driver)
-		n.final = snap
+		n.final, n.finalErr = snap, err
 		errs = append(errs, err)
 	}
 	if t.Cable != nil {

@@ -115,21 +115,32 @@ func Send(ctx context.Context, nic host.NIC, s Stream, n uint64, interval time.D
 type Checker struct {
 	s Stream
 
-	mu       sync.Mutex
-	next     uint64 // expected sequence number
-	received uint64
-	gaps     uint64 // frames skipped (lost in between)
-	bad      []string
-	foreign  uint64
-	bytes    uint64
-	arrived  chan struct{}
+	mu         sync.Mutex
+	next       uint64 // expected sequence number
+	received   uint64
+	gaps       uint64 // frames skipped (lost in between)
+	bad        []string
+	foreign    uint64
+	bytes      uint64
+	duplicates uint64
+	corrupt    uint64
+	reordered  uint64
+	seen       []uint64 // bitset of the sequence numbers received intact
+	first      time.Time
+	last       time.Time
+	arrived    chan struct{}
 }
+
+// maxTracked bounds the sequence numbers whose arrival a checker
+// remembers (to tell a duplicate from a reordered frame): 2^26, 8 MiB.
+const maxTracked = 1 << 26
 
 // NewChecker returns a checker for stream s.
 func NewChecker(s Stream) *Checker { return &Checker{s: s, arrived: make(chan struct{}, 1)} }
 
 // Receive is a driver.Config.Receive function: it checks one frame.
 func (c *Checker) Receive(f []byte) bool {
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(f) < headerLen || binary.BigEndian.Uint16(f[12:]) != EtherType {
@@ -139,14 +150,27 @@ func (c *Checker) Receive(f []byte) bool {
 	seq := binary.BigEndian.Uint64(f[14:])
 	c.received++
 	c.bytes += uint64(len(f))
+	if c.first.IsZero() {
+		c.first = now
+	}
+	c.last = now
+	if want := c.s.Frame(seq); string(want) != string(f) {
+		c.corrupt++
+		c.fail("frame %d: content differs (%d bytes, want %d)", seq, len(f), len(want))
+		return true // its sequence number cannot be trusted: not tracked
+	}
 	switch {
+	case c.markSeen(seq):
+		c.duplicates++
+		c.fail("frame %d arrived twice", seq)
 	case seq < c.next:
-		c.fail("frame %d arrived after frame %d (duplicate or reordered)", seq, c.next-1)
+		c.reordered++
+		if c.gaps > 0 {
+			c.gaps-- // counted as skipped when a later frame overtook it
+		}
+		c.fail("frame %d arrived after frame %d (reordered)", seq, c.next-1)
 	case seq > c.next:
 		c.gaps += seq - c.next
-	}
-	if want := c.s.Frame(seq); string(want) != string(f) {
-		c.fail("frame %d: content differs (%d bytes, want %d)", seq, len(f), len(want))
 	}
 	c.next = max(c.next, seq+1)
 	select {
@@ -154,6 +178,21 @@ func (c *Checker) Receive(f []byte) bool {
 	default:
 	}
 	return true
+}
+
+// markSeen records that seq arrived intact and reports whether it had
+// before. Sequence numbers past maxTracked are not remembered.
+func (c *Checker) markSeen(seq uint64) (again bool) {
+	if seq >= maxTracked {
+		return false
+	}
+	w, bit := seq/64, uint64(1)<<(seq%64)
+	for uint64(len(c.seen)) <= w {
+		c.seen = append(c.seen, 0)
+	}
+	again = c.seen[w]&bit != 0
+	c.seen[w] |= bit
+	return again
 }
 
 func (c *Checker) fail(format string, args ...any) {
@@ -164,18 +203,39 @@ func (c *Checker) fail(format string, args ...any) {
 
 // CheckResult is what a checker saw.
 type CheckResult struct {
-	Received uint64   // frames of the stream
-	Bytes    uint64   // their bytes
-	Gaps     uint64   // sequence numbers skipped
-	Foreign  uint64   // frames of other kinds
-	Errors   []string // order or content violations (first ten)
+	Received uint64 // frames of the stream
+	Bytes    uint64 // their bytes
+	// Gaps is the sequence numbers skipped in between: missing below the
+	// highest one that arrived (frames missing at the end are not gaps,
+	// see MissingAtEnd).
+	Gaps       uint64
+	Foreign    uint64   // frames of other kinds
+	Duplicates uint64   // intact frames that arrived a second time
+	Corrupt    uint64   // frames whose content is not what the peer sent
+	Reordered  uint64   // intact frames that arrived after a later one
+	Next       uint64   // one past the highest sequence number that arrived intact
+	Errors     []string // order or content violations (first ten)
+	// First and Last are when the first and the last frame of the stream
+	// arrived (zero if none did).
+	First, Last time.Time
+}
+
+// MissingAtEnd is how many of the first n frames never arrived after the
+// highest that did: the frames missing at the end of a transfer of n.
+func (r CheckResult) MissingAtEnd(n uint64) uint64 {
+	if r.Next >= n {
+		return 0
+	}
+	return n - r.Next
 }
 
 // Result returns what the checker saw so far.
 func (c *Checker) Result() CheckResult {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return CheckResult{Received: c.received, Bytes: c.bytes, Gaps: c.gaps, Foreign: c.foreign, Errors: append([]string(nil), c.bad...)}
+	return CheckResult{Received: c.received, Bytes: c.bytes, Gaps: c.gaps, Foreign: c.foreign,
+		Duplicates: c.duplicates, Corrupt: c.corrupt, Reordered: c.reordered, Next: c.next,
+		Errors: append([]string(nil), c.bad...), First: c.first, Last: c.last}
 }
 
 // WaitFor blocks until n frames of the stream arrived, or until timeout

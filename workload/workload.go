@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
+	"sync"
 	"time"
 
 	"tsnsim/host/netstack"
@@ -36,6 +37,13 @@ func (p PingResult) String() string {
 
 // Ping sends count echo requests from st to peer, one per interval.
 func Ping(st *netstack.Stack, peer netip.Addr, count, size int, interval, timeout time.Duration) PingResult {
+	return PingContext(context.Background(), st, peer, count, size, interval, timeout)
+}
+
+// PingContext is Ping that stops sending when ctx ends (the request in
+// flight still waits for its reply, up to timeout); Sent counts the
+// requests sent.
+func PingContext(ctx context.Context, st *netstack.Stack, peer netip.Addr, count, size int, interval, timeout time.Duration) PingResult {
 	var res PingResult
 	p, err := st.NewPinger(peer)
 	if err != nil {
@@ -45,8 +53,17 @@ func Ping(st *netstack.Stack, peer netip.Addr, count, size int, interval, timeou
 	defer p.Close()
 	next := time.Now()
 	for seq := range count {
+		if ctx.Err() != nil {
+			break
+		}
 		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return res
+			}
 		}
 		next = next.Add(interval)
 		res.Sent++
@@ -69,19 +86,49 @@ func Ping(st *netstack.Stack, peer netip.Addr, count, size int, interval, timeou
 
 // TCPResult is one direction's bulk transfer.
 type TCPResult struct {
-	Bytes   int64
+	Bytes int64 // bytes received, checked
+	// Elapsed is the transfer's own span: from the dial to the last byte
+	// received.
 	Elapsed time.Duration
 	Err     error
 }
 
 // TCPBulk sends n pseudo-random bytes from src to dst over TCP and checks
-// that dst receives exactly them.
+// that dst receives exactly them. When ctx ends, both ends are closed and
+// the result says how far the transfer got, with ctx's error.
 func TCPBulk(ctx context.Context, src, dst *netstack.Stack, dstAddr netip.Addr, port uint16, n int64, seed uint64) TCPResult {
 	l, err := dst.ListenTCP(port, dstAddr.Is6())
 	if err != nil {
 		return TCPResult{Err: err}
 	}
 	defer l.Close()
+	// closers are closed when ctx ends, which unblocks Accept, Read and
+	// the sender's Write.
+	var mu sync.Mutex
+	var closers []io.Closer
+	track := func(c io.Closer) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil {
+			c.Close()
+			return false
+		}
+		closers = append(closers, c)
+		return true
+	}
+	track(l)
+	closeAll := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+	stop := context.AfterFunc(ctx, closeAll)
+	defer stop()
+	defer closeAll() // the receiver, if still reading, ends too
+
+	start := time.Now()
 	recv := make(chan TCPResult, 1)
 	go func() {
 		c, err := l.Accept()
@@ -90,48 +137,60 @@ func TCPBulk(ctx context.Context, src, dst *netstack.Stack, dstAddr netip.Addr, 
 			return
 		}
 		defer c.Close()
+		if !track(c) {
+			recv <- TCPResult{Err: ctx.Err()}
+			return
+		}
 		c.SetReadDeadline(time.Now().Add(10 * time.Minute))
 		want := rand.NewChaCha8([32]byte{0: byte(seed)})
 		got, exp := make([]byte, 64<<10), make([]byte, 64<<10)
 		var total int64
+		var last time.Time
+		done := func(err error) { recv <- TCPResult{Bytes: total, Elapsed: last.Sub(start), Err: err} }
 		for {
 			k, err := c.Read(got)
 			if k > 0 {
+				last = time.Now()
 				want.Read(exp[:k])
 				if !bytes.Equal(got[:k], exp[:k]) {
-					recv <- TCPResult{Bytes: total, Err: fmt.Errorf("content differs after byte %d", total)}
+					done(fmt.Errorf("content differs after byte %d", total))
 					return
 				}
 				total += int64(k)
 			}
 			if errors.Is(err, io.EOF) {
-				recv <- TCPResult{Bytes: total}
+				done(nil)
 				return
 			}
 			if err != nil {
-				recv <- TCPResult{Bytes: total, Err: err}
+				done(err)
 				return
 			}
 		}
 	}()
-	start := time.Now()
 	c, err := src.DialTCP(ctx, netip.AddrPortFrom(dstAddr, port))
 	if err != nil {
 		return TCPResult{Err: err}
 	}
+	if !track(c) {
+		return TCPResult{Err: ctx.Err()}
+	}
 	_, err = io.CopyN(c, rand.NewChaCha8([32]byte{0: byte(seed)}), n)
 	c.Close()
 	if err != nil {
-		return TCPResult{Err: fmt.Errorf("sending: %w", err)}
-	}
-	select {
-	case res := <-recv:
-		res.Elapsed = time.Since(start)
-		if res.Err == nil && res.Bytes != n {
-			res.Err = fmt.Errorf("received %d of %d bytes", res.Bytes, n)
+		if ctx.Err() == nil {
+			return TCPResult{Err: fmt.Errorf("sending: %w", err)}
 		}
+		res := <-recv // the receiver's conn was closed too: how far it got
+		res.Err = fmt.Errorf("sending: %w", ctx.Err())
 		return res
-	case <-ctx.Done():
-		return TCPResult{Err: ctx.Err()}
 	}
+	res := <-recv
+	if ctx.Err() != nil && res.Err != nil {
+		res.Err = ctx.Err()
+	}
+	if res.Err == nil && res.Bytes != n {
+		res.Err = fmt.Errorf("received %d of %d bytes", res.Bytes, n)
+	}
+	return res
 }

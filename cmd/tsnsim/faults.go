@@ -2,13 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -50,8 +52,18 @@ func (o *faultOptions) validate() error {
 		}
 	}
 	o.anything = len(o.specs) > 0 || len(o.planned.Faults) > 0 || o.control != ""
+	for _, specs := range [][]fault.Spec{o.planned.Faults, o.specs} {
+		for _, s := range specs {
+			if err := fault.CheckNode(s, nodeNames); err != nil {
+				return fmt.Errorf("--fault: %s", faultMessage(err))
+			}
+		}
+	}
 	return nil
 }
+
+// nodeNames are the nodes of every topology tsnsim builds.
+var nodeNames = []string{"a", "b"}
 
 // injector builds the injector of the flags, nil when none is asked for;
 // its emulated time starts at epoch.
@@ -60,6 +72,7 @@ func (o *faultOptions) injector(epoch time.Time, log *zap.Logger) (*fault.Inject
 		return nil, nil
 	}
 	inj := fault.New(o.seed, epoch, log)
+	inj.SetNodes(nodeNames...)
 	for _, specs := range [][]fault.Spec{o.planned.Faults, o.specs} {
 		if _, err := inj.AddAll(specs); err != nil {
 			inj.Close()
@@ -120,45 +133,64 @@ func faultCommand(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	fs.SetInterspersed(true)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return 0
-		}
-		fmt.Fprintf(stderr, "tsnsim fault: %v (see --help)\n", err)
-		return exitUsage
+	if ok, status := parseCommandLine(fs, args, stdout, stderr); !ok {
+		return status
 	}
 	req, err := faultRequest(fs.Args())
 	if err == nil && *control == "" {
 		err = fmt.Errorf("--control PATH is required")
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "tsnsim fault: %v (see --help)\n", err)
+		fmt.Fprintf(stderr, "tsnsim fault: %s (see --help)\n", faultMessage(err))
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	resp, err := fault.Control(ctx, "unix:"+*control, req)
 	if err != nil {
-		fmt.Fprintf(stderr, "tsnsim fault: %v\n", err)
+		var remote *fault.RemoteError
+		if errors.As(err, &remote) {
+			fmt.Fprintf(stderr, "tsnsim fault: refused by the running tsnsim: %s\n", faultMessage(err))
+		} else {
+			fmt.Fprintf(stderr, "tsnsim fault: %s\n", faultMessage(err))
+		}
 		return exitFail
 	}
 	switch req.Op {
 	case "add":
 		fmt.Fprintf(stdout, "added fault %d\n", resp.ID)
 	case "list":
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "ID\tFAULT\tINJECTED\n")
 		for _, e := range resp.Faults {
-			fmt.Fprintf(stdout, "%d\t%s\tinjected %d\n", e.ID, e.Flag, e.Injected)
+			fmt.Fprintf(tw, "%d\t%s\t%d\n", e.ID, e.Flag, e.Injected)
 		}
+		tw.Flush()
 	case "counts":
-		b, _ := json.MarshalIndent(resp.Counts, "", "  ") // a map of strings to numbers always marshals
-		fmt.Fprintf(stdout, "%s\n", b)
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "FAULT@NODE\tINJECTED\n")
+		for _, k := range slices.Sorted(maps.Keys(resp.Counts)) {
+			fmt.Fprintf(tw, "%s\t%d\n", k, resp.Counts[k])
+		}
+		tw.Flush()
 	default:
 		fmt.Fprintln(stdout, "ok")
 	}
 	return 0
+}
+
+// faultMessage is err's text without the package prefixes the fault
+// package puts in front ("fault: ", "control: "): the command's own
+// prefix says where it comes from.
+func faultMessage(err error) string {
+	msg := err.Error()
+	for {
+		trimmed := strings.TrimPrefix(strings.TrimPrefix(msg, "fault: "), "control: ")
+		if trimmed == msg {
+			return msg
+		}
+		msg = trimmed
+	}
 }
 
 // faultRequest is the request the operands of tsnsim fault ask for.

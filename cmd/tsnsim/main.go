@@ -20,8 +20,9 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// exitUsage is the exit status for bad command lines, exitFail for runs
-// that lost or corrupted frames.
+// exitUsage is the exit status for bad command lines, exitFail for
+// commands that failed (and for runs whose verdict is LOSS; see
+// topology.ExitLoss and topology.ExitUnaccounted).
 const (
 	exitFail  = 1
 	exitUsage = 2
@@ -43,6 +44,10 @@ Usage:
   tsnsim trace FILE    summarise an SPI trace file (JSON Lines): per node and
                        kind, counts, bus utilisation, latencies, errors, faults
   tsnsim help          show this help
+
+The report of tsnsim run ends with its verdict, and the exit status follows it:
+CLEAN (0), LOSS: N WHERE, ... (1), UNACCOUNTED: EQUATION off by N (3); a bad
+command line exits 2. SIGINT/SIGTERM stop a run gracefully, with its report.
 
 Run 'tsnsim COMMAND --help' for the flags of a command.
 `

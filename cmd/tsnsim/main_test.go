@@ -8,17 +8,25 @@ import (
 	"testing"
 )
 
+// TestRunFramesPasses: the frames backend, in virtual time (zero loss is
+// exact there): every frame arrives and the verdict is CLEAN.
 func TestRunFramesPasses(t *testing.T) {
-	var out, errOut bytes.Buffer
-	status := run([]string{"run", "--backend", "frames", "--frames", "200"}, &out, &errOut)
-	if status != 0 {
-		t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", status, out.String(), errOut.String())
-	}
-	for _, want := range []string{"PASS", "a->b: 200/200 frames", "b->a: 200/200 frames", "FT_TOTAL_TX_FRAME_CNT", "RX:", "TX:"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q:\n%s", want, out.String())
+	inVirtualTime(t, func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		status := run([]string{"run", "--backend", "frames", "--frames", "200"}, &out, &errOut)
+		if status != 0 {
+			t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", status, out.String(), errOut.String())
 		}
-	}
+		for _, want := range []string{"a->b: 200/200 frames arrived (200 sent)", "b->a: 200/200 frames", "FT_TOTAL_TX_FRAME_CNT", "RX:", "TX:",
+			"audit a->b: 200 offered to driver a, 200 delivered to host b, nothing lost"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("output lacks %q:\n%s", want, out.String())
+			}
+		}
+		if !strings.HasSuffix(out.String(), "\nCLEAN\n") {
+			t.Errorf("the report does not end with CLEAN:\n%s", out.String())
+		}
+	})
 }
 
 // TestRunReportsLoss: a one-entry metadata FIFO in a chip overflows under
@@ -30,8 +38,9 @@ func TestRunReportsLoss(t *testing.T) {
 	if status != exitFail {
 		t.Fatalf("status %d, want %d\n%s", status, exitFail, out.String())
 	}
-	if !strings.Contains(out.String(), "FD_FIFO_FULL_DROP_FRAME_CNT") || strings.Contains(out.String(), "unaccounted") {
-		t.Errorf("want counted FIFO-full drops and no unaccounted frames:\n%s", out.String())
+	if !strings.Contains(out.String(), "FD_FIFO_FULL_DROP_FRAME_CNT") || strings.Contains(out.String(), "UNACCOUNTED") ||
+		!strings.Contains(lastLine(out.String()), "RX FIFO (full)") || !strings.HasPrefix(lastLine(out.String()), "LOSS: ") {
+		t.Errorf("want counted FIFO-full drops in a LOSS verdict and nothing unaccounted:\n%s", out.String())
 	}
 }
 
@@ -78,13 +87,16 @@ func TestRunNetstack(t *testing.T) {
 	var out, errOut bytes.Buffer
 	pcapFile := filepath.Join(t.TempDir(), "cable.pcap")
 	status := run([]string{"run", "--ping-count", "20", "--ping-interval", "2ms", "--tcp-bytes", "262144", "--pcap", pcapFile}, &out, &errOut)
-	if status != 0 {
-		t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", status, out.String(), errOut.String())
+	// Real time (gVisor): on a busy machine an echo may be lost to an RX
+	// FIFO overflow; TCP retransmits.
+	checkUnderLoad(t, status, out.String(), "ping ")
+	wants := []string{"arp a: 10.0.0.2 is at 02:00:00:00:00:02", "arp b: 10.0.0.1 is at 02:00:00:00:00:01",
+		"tcp a->b: 262144 bytes", "tcp b->a: 262144 bytes", "content verified", "pcap: "}
+	if status == 0 {
+		wants = append(wants, "ping a->b 10.0.0.2: 20 sent, 20 received, 0.0% loss", "ping b->a 10.0.0.1: 20 sent, 20 received, 0.0% loss",
+			"ping6 a->b fd00::2: 10 sent, 10 received")
 	}
-	for _, want := range []string{"arp a: 10.0.0.2 is at 02:00:00:00:00:02", "arp b: 10.0.0.1 is at 02:00:00:00:00:01",
-		"ping a->b 10.0.0.2: 20 sent, 20 received, 0.0% loss", "ping b->a 10.0.0.1: 20 sent, 20 received, 0.0% loss",
-		"ping6 a->b fd00::2: 10 sent, 10 received", "tcp a->b: 262144 bytes", "tcp b->a: 262144 bytes", "content verified",
-		"PASS", "pcap: "} {
+	for _, want := range wants {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
@@ -99,9 +111,11 @@ func TestRunNetstack(t *testing.T) {
 func TestRunSPITrace(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "spi.jsonl")
 	var out, errOut bytes.Buffer
-	if status := run([]string{"run", "--backend", "frames", "--frames", "50", "--spi-trace", path}, &out, &errOut); status != 0 {
-		t.Fatalf("status %d\n%s\n%s", status, out.String(), errOut.String())
-	}
+	inVirtualTime(t, func(t *testing.T) {
+		if status := run([]string{"run", "--backend", "frames", "--frames", "50", "--spi-trace", path}, &out, &errOut); status != 0 {
+			t.Fatalf("status %d\n%s\n%s", status, out.String(), errOut.String())
+		}
+	})
 	if !strings.Contains(out.String(), "transactions written to "+path) {
 		t.Errorf("no trace line in the report:\n%s", out.String())
 	}
@@ -113,5 +127,41 @@ func TestRunSPITrace(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// lastLine is the last line of a report: its verdict.
+func lastLine(report string) string {
+	lines := strings.Split(strings.TrimRight(report, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+// checkUnderLoad checks the report of a real-time run that loses nothing
+// on an idle machine: CLEAN (status 0), or, on a busy machine where a
+// starved driver worker lets a chip's RX FIFO overflow, LOSS (status 1)
+// naming only such drops, with failures only from allowed (e.g. a ping
+// whose echo was one of them). Never UNACCOUNTED.
+func checkUnderLoad(t *testing.T, status int, report string, allowed ...string) {
+	t.Helper()
+	last := lastLine(report)
+	if status == 0 && last == "CLEAN" {
+		return
+	}
+	losses, failed, _ := strings.Cut(strings.TrimPrefix(last, "LOSS: "), "; run failed: ")
+	ok := status == 1 && strings.HasPrefix(last, "LOSS: ")
+	for _, l := range strings.Split(losses, ", ") {
+		ok = ok && strings.HasSuffix(l, "RX FIFO (full)")
+	}
+	if failed != "" {
+		found := false
+		for _, a := range allowed {
+			found = found || strings.HasPrefix(failed, a)
+		}
+		ok = ok && found
+	}
+	if !ok {
+		t.Errorf("status %d, verdict %q: want CLEAN, or LOSS to RX FIFO overflows only (a busy machine):\n%s", status, last, report)
+	} else {
+		t.Logf("busy machine: %s", last)
 	}
 }

@@ -25,9 +25,9 @@ import (
 	"tsnsim/workload"
 )
 
-// child is tsnsim running in a child process (the test binary, through
+// nodeProc is tsnsim running in a child process (the test binary, through
 // TestMain's TSNSIM_MAIN_ARGS), so that it can be sent signals.
-type child struct {
+type nodeProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	lines  chan string
@@ -38,9 +38,9 @@ type child struct {
 
 // startTsnsim starts tsnsim with args and waits for a stdout line that
 // starts with ready.
-func startTsnsim(t *testing.T, ready string, args ...string) *child {
+func startTsnsim(t *testing.T, ready string, args ...string) *nodeProc {
 	t.Helper()
-	c := &child{t: t, cmd: exec.Command(os.Args[0]), lines: make(chan string, 1000)}
+	c := &nodeProc{t: t, cmd: exec.Command(os.Args[0]), lines: make(chan string, 1000)}
 	c.cmd.Env = append(os.Environ(), "TSNSIM_MAIN_ARGS="+strings.Join(args, " "))
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -80,13 +80,13 @@ func startTsnsim(t *testing.T, ready string, args ...string) *child {
 	}
 }
 
-func (c *child) add(l string) {
+func (c *nodeProc) add(l string) {
 	c.mu.Lock()
 	c.out = append(c.out, l)
 	c.mu.Unlock()
 }
 
-func (c *child) output() string {
+func (c *nodeProc) output() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return strings.Join(c.out, "\n")
@@ -94,7 +94,7 @@ func (c *child) output() string {
 
 // stop sends SIGTERM, reads the rest of the output and returns it with
 // the exit error.
-func (c *child) stop() (string, error) {
+func (c *nodeProc) stop() (string, error) {
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		c.t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func (p *streamPeer) close() {
 // serveCableEnd starts a chip server for node a whose cable ends at the
 // unix stream socket cablePath, listening or (mode stream-connect)
 // dialling; it returns the chip's --attach address.
-func serveCableEnd(t *testing.T, mode, cablePath string) (srv *child, attach string) {
+func serveCableEnd(t *testing.T, mode, cablePath string) (srv *nodeProc, attach string) {
 	attach = "unix:" + filepath.Join(t.TempDir(), "a.sock")
 	srv = startTsnsim(t, "ready", "chip", "serve", "--node", "a", "--listen", "a="+attach,
 		"--cable-end", mode+":unix:"+cablePath)

@@ -13,6 +13,7 @@ import (
 	"tsnsim/cable"
 	"tsnsim/chip"
 	"tsnsim/driver"
+	"tsnsim/fault"
 	"tsnsim/pcap"
 	"tsnsim/spibridge"
 	"tsnsim/spitrace"
@@ -43,7 +44,13 @@ type runOptions struct {
 	framesOptions
 	tapOptions
 
+	stall     time.Duration
 	verbosity int
+
+	// ctx is the run's context: the first SIGINT/SIGTERM cancels it
+	// (cause *interrupted), and so does the stall watchdog (*stalled).
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 }
 
 func (o *runOptions) flags() *pflag.FlagSet {
@@ -61,6 +68,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	o.stackOptions.addFlags(fs)
 	o.framesOptions.addFlags(fs)
 	o.tapOptions.addFlags(fs)
+	fs.DurationVar(&o.stall, "stall-timeout", 0, "give up when a driver keeps frames on its TX ring and completes none for this long: print the report and the error, exit 1 (0: 10s past the longest --fault window)")
 	fs.CountVarP(&o.verbosity, "verbose", "v", "log more: -v info, -vv debug (never one line per frame)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: tsnsim run [flags]\n\n"+
@@ -69,7 +77,16 @@ func (o *runOptions) flags() *pflag.FlagSet {
 			"TCP/IP stack: tsnsim resolves ARP, pings both ways at once and moves TCP bulk\n"+
 			"data each way, then prints RTTs, loss, throughput and every counter. With\n"+
 			"--backend tap each node is a TAP device for the Linux stack (ping, arping,\n"+
-			"iperf3, tcpdump). Exits 1 if anything is lost, corrupted or not accounted for.\n\n"+
+			"iperf3, tcpdump).\n\n"+
+			"SIGINT or SIGTERM stops a run gracefully (traffic, drivers, drain, audit,\n"+
+			"full report); a second signal exits at once (status 128+signal, no report).\n"+
+			"The last line of the report is the verdict, and the exit status follows it:\n"+
+			"  CLEAN                  0  everything offered was delivered\n"+
+			"  LOSS: N WHERE, ...     1  frames lost, each counted where it was lost (or\n"+
+			"                            the run failed: \"; run failed: WHY\")\n"+
+			"  UNACCOUNTED: EQ off by N\n"+
+			"                         3  a counter equation does not hold (a ledger bug)\n"+
+			"A bad command line exits 2.\n\n"+
 			"Flags:\n")
 		fs.PrintDefaults()
 	}
@@ -84,6 +101,8 @@ func (o *runOptions) validate() error {
 		return fmt.Errorf("--tx-ring %d: want at least 1", o.txRing)
 	case o.xmitClock != "none" && o.xmitClock != "spi":
 		return fmt.Errorf("--xmit-clock %q: want none or spi", o.xmitClock)
+	case o.stall < 0:
+		return fmt.Errorf("--stall-timeout must not be negative")
 	}
 	if o.openBudget <= 0 {
 		return fmt.Errorf("--open-budget %v: must be positive", o.openBudget)
@@ -186,43 +205,6 @@ func (o *modelOptions) topologyConfig(log *zap.Logger, capture *pcap.Writer) top
 	return cfg
 }
 
-// outcome collects the verdict and the printed report of a run. Its
-// methods are safe for concurrent use.
-type outcome struct {
-	mu     sync.Mutex
-	out    io.Writer
-	failed bool
-}
-
-func (r *outcome) printf(format string, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	fmt.Fprintf(r.out, format, args...)
-}
-
-func (r *outcome) fail(format string, args ...any) {
-	r.mu.Lock()
-	r.failed = true
-	r.mu.Unlock()
-	r.printf("FAIL: "+format+"\n", args...)
-}
-
-func (r *outcome) hasFailed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.failed
-}
-
-// audit checks every counter equation of both directions; delivered[i]
-// is what node i's host took from its driver.
-func (r *outcome) audit(topo *topology.Topology, delivered [2]uint64) {
-	for i := range 2 {
-		for _, err := range topo.Audit(i, delivered[1-i]) {
-			r.fail("unaccounted: %v", err)
-		}
-	}
-}
-
 func runCommand(args []string, stdout, stderr io.Writer) int {
 	var o runOptions
 	if ok, status := parseFlags(o.flags(), args, stdout, stderr); !ok {
@@ -235,15 +217,23 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(stderr, o.verbosity)
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed stderr sync
 
+	r := &outcome{out: stdout}
+	// At a second signal the files are closed, so each ends at a record.
+	var atExit exitHooks
+	sigCtx, release := watchSignals(stderr, atExit.run)
+	defer release()
+	o.ctx, o.cancel = context.WithCancelCause(sigCtx)
+	defer o.cancel(nil)
+
 	var capture *pcap.Writer
 	if o.pcap != "" {
 		var err error
 		if capture, err = pcap.Create(o.pcap); err != nil {
-			fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
-			return exitFail
+			r.fail("%v", err)
+			return r.finish()
 		}
+		atExit.add(func() { capture.Close() })
 	}
-	r := &outcome{out: stdout}
 	cfg := o.topologyConfig(log, capture).WithDefaults()
 	cfg.Driver = driver.Config{TxRingSize: o.txRing, OpenBudget: o.openBudget}
 	if o.xmitClock == "spi" {
@@ -260,16 +250,18 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	stopControl, err := o.serveControl(inj, r)
 	if err != nil {
-		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
-		return exitFail
+		r.fail("%v", err)
+		return r.finish()
 	}
 	var trace *spitrace.Writer
 	if o.spiTrace != "" {
 		var err error
 		if trace, err = spitrace.Create(o.spiTrace, cfg.Chip.Epoch); err != nil {
-			fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
-			return exitFail
+			stopControl()
+			r.fail("%v", err)
+			return r.finish()
 		}
+		atExit.add(func() { trace.Close() })
 		o.trace = trace
 		cfg.Transport = func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
 			return o.traced(cfg.Names[i], bus), nil, nil
@@ -288,6 +280,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		r.fail("%v", err)
 	}
+	switch cause := context.Cause(o.ctx); {
+	case o.ctx.Err() == nil:
+	case stopped(o.ctx) == nil:
+		r.printf("%v: stopped gracefully\n", cause)
+	default:
+		r.failFirst(cause)
+	}
 	stopControl()
 	reportFaults(r, inj)
 	if capture != nil {
@@ -304,11 +303,77 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			r.printf("spi trace: %d transactions written to %s (tsnsim trace %s)\n", trace.Written(), o.spiTrace, o.spiTrace)
 		}
 	}
-	if r.hasFailed() {
-		return exitFail
+	return r.finish()
+}
+
+// exitHooks are what a second signal runs before the process exits.
+type exitHooks struct {
+	mu    sync.Mutex
+	hooks []func()
+}
+
+func (h *exitHooks) add(f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hooks = append(h.hooks, f)
+}
+
+func (h *exitHooks) run() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, f := range h.hooks {
+		f()
 	}
-	fmt.Fprintln(stdout, "PASS: nothing lost, nothing corrupted; every frame accounted for")
-	return 0
+}
+
+// watch starts the stall watchdog over topo's drivers (--stall-timeout);
+// the returned function stops it.
+func (o *runOptions) watch(topo *topology.Topology) func() {
+	return watchProgress(o.ctx, o.cancel, []*driver.Driver{topo.Nodes[0].Driver, topo.Nodes[1].Driver},
+		[]string{topo.Nodes[0].Name, topo.Nodes[1].Name}, o.stallTimeout())
+}
+
+// stallTimeout is --stall-timeout, or its automatic value: 10 s past the
+// longest fault window given to this run.
+func (o *runOptions) stallTimeout() time.Duration {
+	if o.stall != 0 {
+		return o.stall
+	}
+	longest := time.Duration(0)
+	for _, specs := range [][]fault.Spec{o.planned.Faults, o.specs} {
+		for _, s := range specs {
+			longest = max(longest, s.Duration)
+		}
+	}
+	return defaultStallMargin + longest
+}
+
+// defaultStallMargin is how long past the longest fault window a run
+// waits for a stalled link before it gives up (--stall-timeout 0).
+const defaultStallMargin = 10 * time.Second
+
+// drainTimeout bounds the wait for frames in flight at the end of a run.
+const drainTimeout = 2 * time.Second
+
+// drain waits for the frames in flight to be delivered (topology.Drain),
+// so that the end of a run does not cut them off; what is still queued
+// after drainTimeout is reported as left in its queue.
+func drain(topo *topology.Topology, r *outcome) {
+	if !topo.Drain(context.Background(), drainTimeout) {
+		r.printf("drain: frames still queued after %v (listed below as left in their queues)\n", drainTimeout)
+	}
+}
+
+// startFailed ends a run whose topology did not start (an open that ran
+// out of time, an interrupted start-up): it stops what started and
+// prints the report and the audit of what happened so far; received[i]
+// is what node i's host took. The caller returns err.
+func startFailed(topo *topology.Topology, r *outcome, err error, received [2]uint64) error {
+	r.printf("start-up failed: %v\n", err)
+	closeTopology(topo, r)
+	topo.WriteReport(r.out, 0)
+	r.audit(topo, received)
+	return err
 }
 
 // closeTopology stops topo within a bound and reports what failed.

@@ -162,10 +162,11 @@ func isAbstract(addr string) bool { return strings.HasPrefix(addr, "unix:@") }
 
 // serveFail records a failure of chip serve and prints it to stderr.
 func serveFail(r *outcome, stderr io.Writer, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
 	r.mu.Lock()
-	r.failed = true
+	r.verdict.Failures = append(r.verdict.Failures, msg)
 	r.mu.Unlock()
-	fmt.Fprintf(stderr, "FAIL: "+format+"\n", args...)
+	fmt.Fprintf(stderr, "FAIL: %s\n", msg)
 }
 
 func serveCommand(args []string, stdout, stderr io.Writer) int {

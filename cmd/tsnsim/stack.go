@@ -78,17 +78,17 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
+	ctx := o.ctx
 	if err := topo.Start(ctx); err != nil {
-		closeTopology(topo, r)
-		return err
+		return startFailed(topo, r, err, [2]uint64{stacks[0].Stats().Received, stacks[1].Stats().Received})
 	}
 	for i, st := range stacks {
 		if err := st.Attach(topo.Nodes[i].Driver); err != nil {
+			closeTopology(topo, r)
 			return err
 		}
 	}
+	stopWatch := o.watch(topo)
 	peer := func(i, family int) netip.Addr { return o.addrs[1-i][family].Addr() }
 	name := func(i int) string { return topo.Nodes[i].Name }
 	start := time.Now()
@@ -100,7 +100,9 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 		defer cancel()
 		mac, err := stacks[i].ResolveLink(rctx, peer(i, 0))
 		if err != nil {
-			r.fail("ARP %s->%s: %v", name(i), name(1-i), err)
+			if ctx.Err() == nil {
+				r.fail("ARP %s->%s: %v", name(i), name(1-i), err)
+			}
 			return
 		}
 		r.printf("arp %s: %v is at %v (resolved in %v)\n", name(i), peer(i, 0), mac, time.Since(t0).Round(time.Microsecond))
@@ -110,22 +112,26 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 	})
 	var pings, pings6 [2]workload.PingResult
 	both(func(i int) {
-		pings[i] = workload.Ping(stacks[i], peer(i, 0), o.pingCount, o.pingSize, o.pingInterval, o.pingTimeout)
+		pings[i] = workload.PingContext(ctx, stacks[i], peer(i, 0), o.pingCount, o.pingSize, o.pingInterval, o.pingTimeout)
 	})
 	both(func(i int) {
-		pings6[i] = workload.Ping(stacks[i], peer(i, 1), min(o.pingCount, 10), o.pingSize, o.pingInterval, o.pingTimeout)
+		pings6[i] = workload.PingContext(ctx, stacks[i], peer(i, 1), min(o.pingCount, 10), o.pingSize, o.pingInterval, o.pingTimeout)
 	})
 	var tcps [2]workload.TCPResult
-	if o.tcpBytes > 0 {
+	if o.tcpBytes > 0 && ctx.Err() == nil {
 		both(func(i int) {
 			tcps[i] = workload.TCPBulk(ctx, stacks[i], stacks[1-i], peer(i, 0), uint16(5001+i), o.tcpBytes, uint64(i+1))
 		})
 	}
 	elapsed := time.Since(start)
+	stopWatch()
+	drain(topo, r) // the last ACKs and replies, with the stacks still there to take them
 	for _, st := range stacks {
 		st.Close() // no more frames offered to the drivers
 	}
+	drain(topo, r)
 	closeTopology(topo, r)
+	interrupted := ctx.Err() != nil
 
 	for i := range 2 {
 		for _, p := range []struct {
@@ -134,21 +140,29 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 			to    netip.Addr
 		}{{"ping", pings[i], peer(i, 0)}, {"ping6", pings6[i], peer(i, 1)}} {
 			r.printf("%s %s->%s %v: %v\n", p.label, name(i), name(1-i), p.to, p.res)
-			if p.res.Received != p.res.Sent {
+			if p.res.Received != p.res.Sent && !interrupted {
 				r.fail("%s %s->%s: %d of %d echo replies (first error: %v)", p.label, name(i), name(1-i), p.res.Received, p.res.Sent, p.res.FirstErr)
 			}
 		}
 	}
 	for i, t := range tcps {
-		if o.tcpBytes == 0 {
+		if o.tcpBytes == 0 || (interrupted && t == (workload.TCPResult{})) {
 			break
 		}
-		if t.Err != nil {
-			r.fail("TCP %s->%s: %v", name(i), name(1-i), t.Err)
-			continue
+		rate := ""
+		if t.Elapsed > 0 {
+			rate = fmt.Sprintf(": %.2f Mbit/s", float64(t.Bytes)*8/t.Elapsed.Seconds()/1e6)
 		}
-		r.printf("tcp %s->%s: %d bytes in %v: %.2f Mbit/s, content verified\n", name(i), name(1-i),
-			t.Bytes, t.Elapsed.Round(time.Millisecond), float64(t.Bytes)*8/t.Elapsed.Seconds()/1e6)
+		switch {
+		case t.Err != nil && interrupted:
+			r.printf("tcp %s->%s: %d of %d bytes in %v%s, content verified, then interrupted\n", name(i), name(1-i),
+				t.Bytes, o.tcpBytes, t.Elapsed.Round(time.Millisecond), rate)
+		case t.Err != nil:
+			r.fail("TCP %s->%s: %d of %d bytes: %v", name(i), name(1-i), t.Bytes, o.tcpBytes, t.Err)
+		default:
+			r.printf("tcp %s->%s: %d bytes in %v%s, content verified\n", name(i), name(1-i),
+				t.Bytes, t.Elapsed.Round(time.Millisecond), rate)
+		}
 	}
 	topo.WriteReport(r.out, elapsed)
 	var delivered [2]uint64
@@ -157,6 +171,7 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 		r.printf("netstack %s: %d frames in, %d out, %d dropped by the driver, %d dropped at a full transmit queue\n",
 			name(i), s.Received, s.Sent, s.SendDropped, s.QueueDropped)
 		delivered[i] = s.Received
+		r.lose(topology.Loss{Count: s.QueueDropped, Where: fmt.Sprintf("dropped at netstack %s's transmit queue (full)", name(i))})
 	}
 	r.audit(topo, delivered)
 	return nil

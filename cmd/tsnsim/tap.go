@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -46,8 +42,7 @@ func (o *tapOptions) validate() error {
 // up until interrupted or for --duration; then everything it created is
 // removed and the counters are reported.
 func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx := o.ctx
 	addrs := nodeAddrs()
 	var devs [2]*tap.Device
 	closeDevs := func() {
@@ -79,8 +74,7 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 		return err
 	}
 	if err := topo.Start(ctx); err != nil {
-		closeTopology(topo, r)
-		return err
+		return startFailed(topo, r, err, [2]uint64{devs[0].Stats().Written, devs[1].Stats().Written})
 	}
 	for i, d := range devs {
 		if err := d.Attach(topo.Nodes[i].Driver); err != nil {
@@ -88,6 +82,7 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 			return err
 		}
 	}
+	stopWatch := o.watch(topo)
 	printTAPUsage(r, o, devs, addrs)
 	start := time.Now()
 	if o.duration > 0 {
@@ -101,7 +96,26 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 		<-ctx.Done()
 	}
 	elapsed := time.Since(start)
+	stopWatch()
 	r.printf("stopping after %v\n", elapsed.Round(time.Millisecond))
+	// Frames in flight are delivered first, with the links still up; then
+	// the links go down, so the kernel sends nothing more and its
+	// counters can be read and compared with the devices' own (a frame
+	// the kernel had queued then reaches a peer whose link is down, and is
+	// counted as refused by that host).
+	drain(topo, r)
+	var kernel [2]*tap.KernelStats
+	for i, d := range devs {
+		if err := d.Quiesce(2 * time.Second); err != nil {
+			r.fail("%v", err)
+		}
+		if ks, err := d.KernelStats(); err != nil {
+			r.fail("%v", err)
+		} else {
+			kernel[i] = &ks
+		}
+	}
+	drain(topo, r)
 	closeDevs() // no more frames offered; devices and namespaces removed
 	closeTopology(topo, r)
 	topo.WriteReport(r.out, elapsed)
@@ -111,9 +125,34 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 		r.printf("tap %s: %d frames written to the stack, %d write errors; %d read, %d to the driver, %d dropped by it, %d abandoned at close\n",
 			d.Name(), s.Written, s.WriteErrors, s.Read, s.Offered, s.Dropped, s.Abandoned)
 		delivered[i] = s.Written
+		r.lose(topology.Loss{Count: s.Abandoned, Where: fmt.Sprintf("abandoned at tap %s at close", d.Name())})
+		if kernel[i] != nil {
+			auditKernel(r, d.Name(), topo.Nodes[i].Name, *kernel[i], s)
+		}
 	}
 	r.audit(topo, delivered)
 	return nil
+}
+
+// auditKernel prints a TAP's kernel counters in the layout of `ip -s
+// link`, checks them against the device's own and files the kernel's
+// drops as losses: what the stack sent out of the TAP was read by tsnsim
+// (TX packets) or dropped in the TAP's queue (TX dropped); what tsnsim
+// wrote was taken by the stack (RX packets) or dropped (RX dropped).
+func auditKernel(r *outcome, name, node string, k tap.KernelStats, s tap.Stats) {
+	r.printf("tap %s kernel counters (netlink):\n", name)
+	r.printf("    RX: bytes %d packets %d errors %d dropped %d\n", k.RxBytes, k.RxPackets, k.RxErrors, k.RxDropped)
+	r.printf("    TX: bytes %d packets %d errors %d dropped %d\n", k.TxBytes, k.TxPackets, k.TxErrors, k.TxDropped)
+	if k.TxPackets != s.Read {
+		r.unaccounted(&topology.Imbalance{Direction: "kernel->" + node, Op: "==", Left: k.TxPackets, Right: s.Read,
+			Equation: fmt.Sprintf("tap %s: kernel TX packets %d != %d frames tsnsim read", name, k.TxPackets, s.Read)})
+	}
+	if k.RxPackets+k.RxDropped != s.Written {
+		r.unaccounted(&topology.Imbalance{Direction: node + "->kernel", Op: "==", Left: k.RxPackets + k.RxDropped, Right: s.Written,
+			Equation: fmt.Sprintf("tap %s: kernel RX packets %d + dropped %d != %d frames tsnsim wrote", name, k.RxPackets, k.RxDropped, s.Written)})
+	}
+	r.lose(topology.Loss{Count: k.TxDropped, Where: fmt.Sprintf("dropped in tap %s TX queue (kernel)", name)},
+		topology.Loss{Count: k.RxDropped, Where: fmt.Sprintf("dropped by the kernel at tap %s RX", name)})
 }
 
 func printTAPUsage(r *outcome, o *runOptions, devs [2]*tap.Device, addrs [2][]netip.Prefix) {

@@ -1,0 +1,16 @@
+package main
+
+import (
+	"testing"
+	"testing/synctest"
+)
+
+// inVirtualTime runs f in a synctest bubble with tsnsim's signal
+// handling off: a frames-backend run then takes virtual time, and its
+// zero-loss result holds on a busy machine too.
+func inVirtualTime(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	osSignals = false
+	defer func() { osSignals = true }()
+	synctest.Test(t, f)
+}
