@@ -51,8 +51,10 @@ type Timing struct {
 	// which the bus is held.
 	Overhead time.Duration
 	// Timeout fails a transfer that has not completed this long after it
-	// was issued (waiting for the bus included). Zero: the Linux 6.x
-	// formula, LinuxTimeout.
+	// started on the bus. Waiting for the bus is not timed, as on Linux:
+	// spi_sync waits for the controller's queue without a timeout and
+	// spi_transfer_wait() times only the started transfer. Zero: the
+	// Linux 6.x formula, LinuxTimeout.
 	Timeout time.Duration
 }
 
