@@ -161,6 +161,7 @@ type Driver struct {
 	up       bool
 	stats    Stats
 	sess     context.Context // the open session, cancelled by Stop
+	free     [][]byte        // TX write buffers to reuse, at most len(ring)
 
 	// Owned by the worker while it runs, by Open and Stop otherwise.
 	txl   txLedger

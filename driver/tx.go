@@ -49,6 +49,7 @@ func (d *Driver) finishTx(s txSlot, o txOutcome) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.inFlight--
+	d.recycle(s.mosi)
 	switch o {
 	case txSent, txReconciled:
 		d.stats.TxPackets++
@@ -67,6 +68,8 @@ func (d *Driver) finishTx(s txSlot, o txOutcome) {
 // writes with the chip's counters (see the package documentation). A
 // write cut short by cancellation is left in d.limbo for Stop.
 func (w *worker) sendTx(s txSlot) {
+	// s is copied into d.limbo only where the write is cut short, so the
+	// slot does not escape to the heap on every frame.
 	d := w.d
 	if !d.txl.valid {
 		if sum, err := d.readTxSum(w.ctx, w.bo); err == nil {
@@ -84,14 +87,14 @@ func (w *worker) sendTx(s txSlot) {
 			return
 		}
 		if w.ctx.Err() != nil {
-			d.limbo = &s
+			d.limbo = newLimbo(s)
 			return
 		}
 		w.failed("TX write", err)
 		sum, rerr := w.readTxSumPatiently()
 		switch {
 		case rerr != nil && w.ctx.Err() != nil:
-			d.limbo = &s
+			d.limbo = newLimbo(s)
 			return
 		case rerr != nil || !d.txl.valid:
 			d.log.Warn("TX write failed and cannot be reconciled; counted as an error",
@@ -122,6 +125,9 @@ func (w *worker) sendTx(s txSlot) {
 		}
 	}
 }
+
+// newLimbo returns a heap copy of s for Driver.limbo.
+func newLimbo(s txSlot) *txSlot { return &s }
 
 // readTxSumPatiently reads the TX counter sum after a failed write,
 // retrying with backoff for as long as the bus fails (a chip server

@@ -16,7 +16,8 @@ type Transport interface {
 	// errno the Linux kernel would return (syscall.ETIMEDOUT for a timed
 	// out transfer, syscall.EINVAL for bad buffers), so errors.Is works.
 	// A failed transfer may or may not have reached the chip; the error
-	// says which where the transport knows.
+	// says which where the transport knows. Transfer does not retain tx
+	// or rx once it returns (callers reuse them).
 	Transfer(ctx context.Context, tx, rx []byte) error
 	// Interrupt delivers the falling edges of the chip's interrupt line,
 	// coalesced: one pending value stands for one or more edges.
