@@ -137,6 +137,11 @@ func (d *direction) Send(frame []byte, sof time.Time) {
 		return
 	}
 	select {
+	case d.queue <- f: // room in the cable: the common case, one channel
+		return
+	default:
+	}
+	select {
 	case d.queue <- f:
 	case <-d.stop:
 		d.count(func(s *Stats) { s.LostAtClose++ })
@@ -158,10 +163,23 @@ func (d *direction) run() {
 	var t *time.Timer
 	for {
 		var f flight
+		var ok bool
 		select {
-		case f = <-d.queue:
 		case <-d.stop:
 			return
+		default:
+		}
+		select {
+		case f = <-d.queue: // a frame waiting: one channel, no select
+			ok = true
+		default:
+		}
+		if !ok {
+			select {
+			case f = <-d.queue:
+			case <-d.stop:
+				return
+			}
 		}
 		arrive := f.sof.Add(d.cfg.Propagation + f.extra)
 		if d.faulted.Load() {

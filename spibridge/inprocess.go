@@ -36,7 +36,7 @@ type InProcess struct {
 	timing Timing
 	log    *zap.Logger
 
-	bus    chan struct{} // holds a token while a transfer owns the bus
+	bus    busLock // held while a transfer owns the bus
 	closed chan struct{}
 	once   sync.Once
 
@@ -91,7 +91,7 @@ func NewInProcess(dev Device, t Timing, log *zap.Logger) *InProcess {
 	}
 	return &InProcess{
 		dev: dev, timing: t, log: log.Named("spi"),
-		bus: make(chan struct{}, 1), closed: make(chan struct{}),
+		closed: make(chan struct{}),
 	}
 }
 
@@ -122,7 +122,7 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 	if !throttled && fp == nil && b.stuckUntil.IsZero() {
 		// No timing model, no faults: no clock reads, no timers.
 		err := b.dev.Transact(tx, rx)
-		<-b.bus
+		b.bus.unlock()
 		b.rejected(err)
 		b.account(0, 0, len(tx), false, err != nil)
 		return nil
@@ -173,7 +173,7 @@ func (b *InProcess) release() {
 	if b.timing.Throttled() {
 		b.lastEnd = time.Now()
 	}
-	<-b.bus
+	b.bus.unlock()
 }
 
 // transact holds the bus for hold and has the chip decode the
@@ -228,27 +228,19 @@ func (b *InProcess) hold(d time.Duration) {
 }
 
 // acquire takes the bus. The wait has no timeout (see Transfer): it
-// ends when the bus is free, ctx is done or the bus is closed. It arms
-// no timer.
+// ends when the bus is handed over (in arrival order), ctx is done or the
+// bus is closed. It arms no timer.
 func (b *InProcess) acquire(ctx context.Context) error {
 	select {
 	case <-b.closed:
 		return errClosed
 	default:
 	}
-	select {
-	case b.bus <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case b.bus <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("spibridge: waiting for the bus: %w", ctx.Err())
-	case <-b.closed:
-		return errClosed
-	}
+	return b.bus.lock(ctx, b.closed)
+}
+
+func errWaitCancelled(err error) error {
+	return fmt.Errorf("spibridge: waiting for the bus: %w", err)
 }
 
 var errClosed = fmt.Errorf("spibridge: transport closed: %w", syscall.EBADF)
