@@ -71,6 +71,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -156,6 +157,7 @@ type Driver struct {
 	ring     []txSlot // circular, len == TxRingSize
 	head     int
 	queued   int
+	txq      atomic.Int32 // queued, mirrored for the worker's look without d.mu
 	inFlight int  // taken from the ring, not yet accounted
 	stopped  bool // netif queue stopped
 	up       bool
@@ -303,6 +305,7 @@ func (d *Driver) Stop(ctx context.Context) error {
 		d.head = (d.head + 1) % len(d.ring)
 		d.queued--
 	}
+	d.txq.Store(0)
 	d.mu.Unlock()
 	if !stopped {
 		return errors.Join(errs...) // the worker still owns the bus state

@@ -74,6 +74,7 @@ func (d *Driver) Transmit(frame []byte) error {
 	}
 	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame)}
 	d.queued++
+	d.txq.Store(int32(d.queued))
 	if d.queued == len(d.ring) {
 		d.stopped = true // netif_stop_queue
 	}

@@ -27,6 +27,11 @@ const (
 
 // takeTx removes the oldest frame from the ring and wakes a stopped queue.
 func (d *Driver) takeTx() (txSlot, bool) {
+	if d.txq.Load() == 0 {
+		// Nothing queued (a frame queued meanwhile kicks the worker):
+		// no lock on the RX-only rounds.
+		return txSlot{}, false
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.queued == 0 {
@@ -36,6 +41,7 @@ func (d *Driver) takeTx() (txSlot, bool) {
 	d.ring[d.head] = txSlot{}
 	d.head = (d.head + 1) % len(d.ring)
 	d.queued--
+	d.txq.Store(int32(d.queued))
 	d.inFlight++
 	if d.stopped {
 		d.stopped = false // netif_wake_queue
