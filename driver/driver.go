@@ -158,8 +158,8 @@ type Driver struct {
 	head     int
 	queued   int
 	txq      atomic.Int32 // queued, mirrored for the worker's look without d.mu
-	inFlight int  // taken from the ring, not yet accounted
-	stopped  bool // netif queue stopped
+	inFlight int          // taken from the ring, not yet accounted
+	stopped  bool         // netif queue stopped
 	up       bool
 	stats    Stats
 	sess     context.Context // the open session, cancelled by Stop
