@@ -143,7 +143,6 @@ func (c *Chip) send(e *txEntry) bool {
 		start = later(later(c.lineFree, e.ready), start.Add(-maxBackdate))
 	}
 	sof := start.Add(c.wireTime(PreambleLen))
-	stamp := c.clock.At(sof)
 
 	c.mu.Lock()
 	c.sending.Store(true)
@@ -153,7 +152,8 @@ func (c *Chip) send(e *txEntry) bool {
 	c.regs.Set(regs.FTTxFrameStatus1, regs.FPFrameLength.Put(0, uint64(len(e.frame)))|
 		regs.FPTimestampID.Put(0, uint64(e.meta.TimestampID)))
 	if id := e.meta.TimestampID; id >= proto.TimestampGPTP && id <= proto.TimestampMaxID {
-		c.regs.Set(regs.FTTxTstamp(int(id)), stamp)
+		// Only stamped frames need SYSCOUNT at their stamp point.
+		c.regs.Set(regs.FTTxTstamp(int(id)), c.clock.At(sof))
 	}
 	phy := c.phy
 	c.mu.Unlock()

@@ -83,6 +83,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -179,11 +180,13 @@ type Driver struct {
 	ring     []txSlot // circular, len == TxRingSize
 	head     int
 	queued   int
-	inFlight int  // taken from the ring, not yet accounted
-	stopped  bool // netif queue stopped
+	txq      atomic.Int32 // queued, mirrored for the worker's look without d.mu
+	inFlight int          // taken from the ring, not yet accounted
+	stopped  bool         // netif queue stopped
 	up       bool
 	stats    Stats
 	sess     context.Context // the open session, cancelled by Stop
+	free     [][]byte        // TX write buffers to reuse, at most len(ring)
 
 	// Owned by the worker while it runs, by Open and Stop otherwise.
 	lifecycle bool // Open or Stop runs: register accesses retry until the budget
@@ -360,6 +363,7 @@ func (d *Driver) Stop(ctx context.Context) error {
 		d.head = (d.head + 1) % len(d.ring)
 		d.queued--
 	}
+	d.txq.Store(0)
 	d.mu.Unlock()
 	if !stopped {
 		return errors.Join(errs...) // the worker still owns the bus state

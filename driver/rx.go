@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"context"
 	"go.uber.org/zap"
 	"math/bits"
 
@@ -65,10 +64,9 @@ func (w *worker) readFrame(n int) error {
 	// The entry is taken: finish its frame even if the interface is
 	// going down, so Stop does not leave a frame without its metadata
 	// (a transport that abandons cancelled transfers, like the socket
-	// client, would otherwise leave it read or not, unknown). Bounded.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), LifecycleTimeout/2)
-	defer cancel()
-	if err := d.tr.Transfer(ctx, w.frameMOSI[:len(miso)], miso); err != nil {
+	// client, would otherwise leave it read or not, unknown). Bounded:
+	// w.finish expires LifecycleTimeout/2 after Stop.
+	if err := d.tr.Transfer(w.finish, w.frameMOSI[:len(miso)], miso); err != nil {
 		w.failed("RX frame read", err)
 		l.u++
 		l.trouble, l.dirty = true, true

@@ -66,18 +66,41 @@ func (d *Driver) Transmit(frame []byte) error {
 		return ErrBusy
 	}
 	wire := max(len(frame), proto.MinFrameLen) + proto.FCSLen
-	mosi, err := proto.TxFrameWrite(proto.SendNow(wire, d.cfg.Priority), frame)
+	mosi, err := proto.AppendTxFrameWrite(d.txBuffer(), proto.SendNow(wire, d.cfg.Priority), frame)
 	if err != nil {
+		d.recycle(mosi)
 		d.stats.TxDropped++
 		return ErrFrameTooLong
 	}
 	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame)}
 	d.queued++
+	d.txq.Store(int32(d.queued))
 	if d.queued == len(d.ring) {
 		d.stopped = true // netif_stop_queue
 	}
 	signal(d.kick)
 	return nil
+}
+
+// txBuffer returns an empty TX write buffer of full capacity, reused from
+// a finished frame when there is one. Called with d.mu held.
+func (d *Driver) txBuffer() []byte {
+	if k := len(d.free); k > 0 {
+		b := d.free[k-1]
+		d.free[k-1] = nil
+		d.free = d.free[:k-1]
+		return b[:0]
+	}
+	return make([]byte, 0, proto.TxWriteHeader+proto.MaxWireLen)
+}
+
+// recycle keeps the buffer of a finished TX write for txBuffer: the
+// transports do not retain a transfer's buffers once it returned (the
+// chip copies what it queues). Called with d.mu held.
+func (d *Driver) recycle(b []byte) {
+	if cap(b) == proto.TxWriteHeader+proto.MaxWireLen && len(d.free) < len(d.ring) {
+		d.free = append(d.free, b)
+	}
 }
 
 // readXmitClock is the vendor transmit path's SYSCOUNT read, under the

@@ -28,6 +28,11 @@ const (
 
 // takeTx removes the oldest frame from the ring and wakes a stopped queue.
 func (d *Driver) takeTx() (txSlot, bool) {
+	if d.txq.Load() == 0 {
+		// Nothing queued (a frame queued meanwhile kicks the worker):
+		// no lock on the RX-only rounds.
+		return txSlot{}, false
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.queued == 0 {
@@ -37,6 +42,7 @@ func (d *Driver) takeTx() (txSlot, bool) {
 	d.ring[d.head] = txSlot{}
 	d.head = (d.head + 1) % len(d.ring)
 	d.queued--
+	d.txq.Store(int32(d.queued))
 	d.inFlight++
 	if d.stopped {
 		d.stopped = false // netif_wake_queue
@@ -50,6 +56,7 @@ func (d *Driver) finishTx(s txSlot, o txOutcome) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.inFlight--
+	d.recycle(s.mosi)
 	switch o {
 	case txSent, txReconciled:
 		d.stats.TxPackets++
@@ -71,6 +78,8 @@ func (d *Driver) finishTx(s txSlot, o txOutcome) {
 // writes with the chip's counters (see the package documentation). A
 // write cut short by cancellation is left in d.limbo for Stop.
 func (w *worker) sendTx(s txSlot) {
+	// s is copied into d.limbo only where the write is cut short, so the
+	// slot does not escape to the heap on every frame.
 	d := w.d
 	if !d.txl.valid {
 		if sum, err := d.readTxSum(w.ctx, w.bo); err == nil {
@@ -88,14 +97,14 @@ func (w *worker) sendTx(s txSlot) {
 			return
 		}
 		if w.ctx.Err() != nil {
-			d.limbo = &s
+			d.limbo = newLimbo(s)
 			return
 		}
 		w.failed("TX write", err)
 		sum, rerr := w.readTxSumPatiently()
 		switch {
 		case rerr != nil && w.ctx.Err() != nil:
-			d.limbo = &s
+			d.limbo = newLimbo(s)
 			return
 		case rerr != nil || !d.txl.valid:
 			d.log.Warn("TX write failed and cannot be reconciled; counted as an error",
@@ -132,6 +141,9 @@ func (w *worker) sendTx(s txSlot) {
 		}
 	}
 }
+
+// newLimbo returns a heap copy of s for Driver.limbo.
+func newLimbo(s txSlot) *txSlot { return &s }
 
 // readTxSumPatiently reads the TX counter sum after a failed write,
 // retrying with backoff for as long as the bus fails (a chip server

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -13,7 +14,12 @@ import (
 type worker struct {
 	d   *Driver
 	ctx context.Context
-	bo  *backoff
+	// finish is ctx without its cancellation, cut LifecycleTimeout/2
+	// after ctx is cancelled: for a transfer that must complete even if
+	// the interface is going down (readFrame). One per session, so the
+	// frame path arms no timer per transfer.
+	finish context.Context
+	bo     *backoff
 
 	meta, metaMISO, frameMOSI []byte
 	scratch                   []byte // TX MISO buffer
@@ -36,6 +42,9 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 	w := &worker{d: d, ctx: ctx, bo: newBackoff(),
 		meta: proto.RxMetaRead(), metaMISO: make([]byte, proto.RxMetaReadLen),
 		frameMOSI: proto.RxFrameRead(proto.MaxWireLen)}
+	finish, stopFinish := finishContext(ctx, LifecycleTimeout/2)
+	defer stopFinish()
+	w.finish = finish
 	l := &d.rxl
 	rxPending := true // drain whatever is already queued at open
 	idleChecked := false
@@ -142,6 +151,34 @@ func (w *worker) periodic() bool {
 	}
 	w.chipStatsDue()
 	return true
+}
+
+// finishContext returns a context that is not cancelled with ctx but
+// expires grace after ctx is done, and a function that releases it (and
+// its timer) once nothing uses it any more. It arms no timer until ctx is
+// done.
+func finishContext(ctx context.Context, grace time.Duration) (context.Context, func()) {
+	finish, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var timer *time.Timer
+	released := false
+	stopWatch := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !released {
+			timer = time.AfterFunc(grace, cancel)
+		}
+	})
+	return finish, func() {
+		stopWatch()
+		mu.Lock()
+		released = true
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }
 
 // ready takes a pending value from c, if there is one.

@@ -93,7 +93,7 @@ func (k *kindInfo) name() string { return k.layer + "." + k.kind }
 // for one event (the first that ends the event wins).
 var kinds = []*kindInfo{
 	{layer: LayerSPI, kind: "stuck", shape: window, needDur: true,
-		doc: "the bus is stuck from Start for Duration: the first transfer to own the bus in the window holds it until the window ends"},
+		doc: "the bus is stuck from Start for Duration: each transfer that owns it in the window times out at its deadline, or waits for the end if that comes first"},
 	{layer: LayerSPI, kind: "timeout-before", params: []string{"op"}, check: checkOp,
 		doc: "the transfer times out before the chip saw it"},
 	{layer: LayerSPI, kind: "timeout-after", params: []string{"op"}, check: checkOp,

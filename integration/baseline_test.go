@@ -18,12 +18,16 @@ import (
 //
 // Copies: the TX write buffer built by Transmit (header, metadata, frame,
 // FCS space), the chip's host FIFO entry, and the buffer of the RX frame
-// read, of which the receiver gets the frame part.
+// read, of which the receiver gets the frame part. Allocations: as the
+// driver, the TX write buffers are reused once worker A has written them
+// (a free list under the ring's lock); the host FIFO entry and the RX
+// buffer (owned by the receiver) are allocated per frame.
 type basePipe struct {
 	receive func([]byte) bool
 
 	// caller -> worker A: the driver's TX ring.
 	ringMu sync.Mutex
+	free   [][]byte // TX write buffers to reuse
 	ring   [][]byte
 	head   int
 	queued int
@@ -89,8 +93,14 @@ func (p *basePipe) transmit(frame []byte) error {
 		return errBaseBusy
 	}
 	n := max(len(frame), proto.MinFrameLen)
-	mosi := make([]byte, proto.TxWriteHeader+n+proto.FCSLen)
-	copy(mosi[proto.TxWriteHeader:], frame)
+	var mosi []byte
+	if k := len(p.free); k > 0 {
+		mosi, p.free = p.free[k-1], p.free[:k-1]
+	} else {
+		mosi = make([]byte, 0, proto.TxWriteHeader+proto.MaxWireLen)
+	}
+	mosi = mosi[:proto.TxWriteHeader+n+proto.FCSLen]
+	clear(mosi[proto.TxWriteHeader+copy(mosi[proto.TxWriteHeader:], frame):])
 	p.ring[(p.head+p.queued)%len(p.ring)] = mosi
 	p.queued++
 	p.ringMu.Unlock()
@@ -124,6 +134,11 @@ func (p *basePipe) workerA() {
 			}
 		}
 		e := append([]byte(nil), mosi[proto.TxWriteHeader:]...)
+		p.ringMu.Lock()
+		if len(p.free) < len(p.ring) {
+			p.free = append(p.free, mosi)
+		}
+		p.ringMu.Unlock()
 		p.hostMu.Lock()
 		p.host.push(e)
 		p.hostMu.Unlock()

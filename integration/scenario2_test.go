@@ -55,10 +55,12 @@ func TestScenario2XmitClock(t *testing.T) {
 	}
 
 	// One slow transfer (a 700 ms latency spike on node a's bus, as a
-	// descheduled SPI thread would make) times out by itself; with clock
-	// reads in Transmit, the transmits queued behind it wait for it (and
-	// time out too, -110, when the wait crosses their own timeout, as on
-	// the board), and the stack's transmit path stalls.
+	// descheduled SPI thread would make) times out by itself at its
+	// 500 ms deadline. With clock reads in Transmit, the transmits queued
+	// behind it wait for the bus that long, but, as spi_sync on Linux,
+	// the wait is not timed: they do not time out, the stack's transmit
+	// path stalls for the spike instead. (The board's -110 storm came from
+	// calling spi_sync in atomic context, which this test does not model.)
 	spike := "spi.latency@a:latency=700ms,count=1,start=200ms"
 	none, spi = measure(driver.XmitClockNone, spike), measure(driver.XmitClockSPI, spike)
 	t.Logf("spike, xmit-clock none: %+v", none)
@@ -66,11 +68,10 @@ func TestScenario2XmitClock(t *testing.T) {
 	if none.timeouts != 1 || none.errs != 0 {
 		t.Errorf("xmit-clock none: want only the slow transfer to time out: %+v", none)
 	}
-	// A transmit queued behind the slow transfer waits for it: about
-	// the 500 ms timeout. Whether that wait crosses its own timeout
-	// (-110) depends on microseconds of queueing order (the worker's
-	// periodic register reads shift it), so the wait is what is checked.
-	if spi.maxWait < 450*time.Millisecond || (spi.errs == 0) != (spi.timeouts == none.timeouts) {
-		t.Errorf("xmit-clock spi: no transmit waited behind the slow transfer: %+v", spi)
+	if spi.timeouts != 1 || spi.errs != 0 {
+		t.Errorf("xmit-clock spi: want only the slow transfer to time out (waiting for the bus is not timed): %+v", spi)
+	}
+	if spi.maxWait < 400*time.Millisecond {
+		t.Errorf("xmit-clock spi: transmits did not wait behind the slow transfer: %+v", spi)
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"tsnsim/chip/proto"
 )
 
-// SPIFaults decides, for each transfer that owns an InProcess bus, which
-// faults to inject into it. The fault package implements it; a nil
+// SPIFaults decides, for each transfer that owns an InProcess bus (and
+// does not find it stuck), which faults to inject into it. The fault package implements it; a nil
 // SPIFaults (the default) costs one atomic load per transfer.
 type SPIFaults interface {
 	// Decide is called once per transfer, while it owns the bus, with the
@@ -22,18 +22,23 @@ type SPIFaults interface {
 }
 
 // SPIFault is what happens to one transfer. The zero value is no fault.
-// The effects apply while the transfer owns the bus, in this order:
+// The effects apply while the transfer owns the bus; its deadline is its
+// timeout from then (waiting for the bus is never timed, as on Linux).
+// In this order:
 //
-//   - Stuck: the bus is held for Stuck first. If that reaches the
-//     transfer's deadline, the transfer fails with ETIMEDOUT at its
-//     deadline, the chip never sees it, and the bus stays held until
-//     Stuck has passed (transfers queued behind it time out by the
-//     normal rule).
+//   - Stuck: the bus (the controller) is stuck for Stuck from now. Every
+//     transfer that owns the bus in that period, this one first, finds it
+//     stuck: if the period reaches its deadline it holds the bus until
+//     its deadline and fails with ETIMEDOUT (the chip never sees it);
+//     otherwise it waits for the period to end and then runs normally.
+//     Transfers queued behind wait for the bus untimed and are timed only
+//     once they own it, as spi_sync's queue on a controller whose
+//     transfers keep timing out.
 //   - TimeoutBefore: the bus is held until the deadline, the chip is not
 //     called, the transfer fails with ETIMEDOUT.
 //   - Latency: extra hold before the chip decodes the transaction (a slow
-//     spi_sync). If it pushes the transfer past its deadline, the
-//     transfer times out by the normal rule.
+//     transfer on the controller). If it pushes the transfer past its
+//     deadline, the transfer times out by the normal rule.
 //   - TimeoutAfter: the chip executes the transaction (its state
 //     changes), then the bus is held until the deadline and the transfer
 //     fails with ETIMEDOUT: the host cannot tell it from TimeoutBefore.
@@ -89,29 +94,29 @@ func (b *InProcess) SetFaults(f SPIFaults) {
 	b.faults.Store(&f)
 }
 
-// faulty runs a transfer that owns the bus (taken at start, issued at
-// issued) with the injected fault f, releases the bus and accounts it.
-// With the timing model off the faults' own durations still elapse: an
-// injected timeout waits for the deadline, latency and stuck sleep.
-func (b *InProcess) faulty(f SPIFault, tx, rx []byte, issued, start time.Time, timeout time.Duration) error {
-	deadline := issued.Add(timeout)
-	waited := start.Sub(issued)
+// faulty runs a transfer that owns the bus since start (after waiting
+// waited for it) with the injected fault f, or on a bus found stuck,
+// releases the bus and accounts it. With the timing model off the
+// faults' own durations still elapse: an injected timeout waits for the
+// deadline, latency and stuck sleep.
+func (b *InProcess) faulty(f SPIFault, tx, rx []byte, waited time.Duration, start time.Time, timeout time.Duration) error {
+	defer b.release()
+	deadline := start.Add(timeout)
 	n := len(tx)
 	var fs BusStats
 	if f.Stuck > 0 {
+		b.stuckUntil = later(b.stuckUntil, start.Add(f.Stuck))
+	}
+	if !b.stuckUntil.IsZero() {
 		fs.FaultStuck = 1
-		if end := start.Add(f.Stuck); !end.Before(deadline) {
+		if !b.stuckUntil.Before(deadline) {
 			sleepUntil(deadline)
-			b.unstickAt(end) // the bus stays held after the caller gives up
-			b.accountFault(waited, f.Stuck, fs)
+			b.accountFault(waited, time.Since(start), fs)
 			return b.injected(FaultStuck, n, timeout)
 		}
-		time.Sleep(f.Stuck)
+		sleepUntil(b.stuckUntil)
+		b.stuckUntil = time.Time{}
 	}
-	defer func() {
-		b.lastEnd = time.Now()
-		<-b.bus
-	}()
 	if f.TimeoutBefore {
 		sleepUntil(deadline)
 		fs.FaultTimeoutBefore = 1
@@ -125,7 +130,7 @@ func (b *InProcess) faulty(f SPIFault, tx, rx []byte, issued, start time.Time, t
 		switch {
 		case start.Add(model).After(deadline):
 			// It would have timed out without the fault.
-		case f.Stuck > 0:
+		case fs.FaultStuck > 0:
 			kind = FaultStuck
 		case f.Latency > 0:
 			kind, fs.FaultLatency = FaultLatency, 1
@@ -169,15 +174,11 @@ func (b *InProcess) injected(kind string, n int, timeout time.Duration) error {
 		timeout, kind, syscall.ETIMEDOUT)}
 }
 
-// unstickAt releases the bus, held by a stuck fault after its transfer
-// gave up, at end. Close cancels it (nobody can use the bus then).
-func (b *InProcess) unstickAt(end time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.unstick = time.AfterFunc(time.Until(end), func() {
-		b.lastEnd = time.Now()
-		<-b.bus
-	})
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func sleepUntil(t time.Time) {

@@ -21,10 +21,12 @@ import (
 // Timing of one transfer of n bytes, once it owns the bus: the bus is held
 // for Overhead + 8n/ClockHz. A read is decoded by the chip when its first
 // data byte is due (Overhead + 4 bytes in), so a register read samples the
-// register then; a write is decoded when its last byte has arrived. A
-// transfer that cannot complete within its timeout (waiting included)
-// holds the bus until the deadline and fails with ETIMEDOUT without
-// reaching the chip.
+// register then; a write is decoded when its last byte has arrived.
+// Timeouts follow Linux: waiting for the bus is not timed (spi_sync waits
+// for the message queue without a timeout); the timeout runs from when
+// the transfer owns the bus (spi_transfer_wait). A transfer that cannot
+// complete within its timeout holds the bus until its deadline and fails
+// with ETIMEDOUT without reaching the chip.
 //
 // Faults can be injected into transfers (SetFaults, faulthook.go) and
 // into the interrupt line (SetIRQFaults, irqfaults.go); without them the
@@ -34,21 +36,28 @@ type InProcess struct {
 	timing Timing
 	log    *zap.Logger
 
-	bus    chan struct{} // holds a token while a transfer owns the bus
+	bus    busLock // held while a transfer owns the bus
 	closed chan struct{}
+	isShut atomic.Bool // closed is closed; one load on the hot path
 	once   sync.Once
 
-	// Owned by the transfer holding the bus: timer-slack compensation.
-	debt    time.Duration // time overslept by earlier transfers, not yet repaid
-	lastEnd time.Time
+	// Owned by the transfer holding the bus: timer-slack compensation,
+	// and the end of a stuck period injected by a fault (zero: not
+	// stuck).
+	debt       time.Duration // time overslept by earlier transfers, not yet repaid
+	lastEnd    time.Time
+	stuckUntil time.Time
 
 	faults    atomic.Pointer[SPIFaults] // nil: no SPI faults
 	irqFaults atomic.Pointer[IRQFaults] // nil: edges pass unchanged
 
-	mu      sync.Mutex
-	stats   BusStats
-	irq     irqLine     // under mu
-	unstick *time.Timer // releases a bus left stuck by a fault; under mu
+	// Completed transfers of the fast path (no model, no faults), counted
+	// without the mutex; Stats adds them in.
+	fastTransfers, fastBytes, fastRejected atomic.Uint64
+
+	mu    sync.Mutex
+	stats BusStats
+	irq   irqLine // under mu
 }
 
 // maxDebt bounds the oversleep the bus repays; debt older than this (the
@@ -60,7 +69,7 @@ type BusStats struct {
 	Transfers uint64        // completed transfers (rejected ones included)
 	Bytes     uint64        // bytes clocked by completed transfers
 	Busy      time.Duration // emulated time the bus was held
-	Wait      time.Duration // total time transfers queued for the bus
+	Wait      time.Duration // total time transfers queued for the bus (model on only)
 	MaxWait   time.Duration
 	Timeouts  uint64 // transfers failed with ETIMEDOUT (injected ones included)
 	Rejected  uint64 // transfers the chip rejected (counted by the chip too)
@@ -69,7 +78,7 @@ type BusStats struct {
 	FaultTimeoutBefore uint64 // failed before reaching the chip
 	FaultTimeoutAfter  uint64 // failed after the chip executed them
 	FaultLatency       uint64 // delayed by injected latency
-	FaultStuck         uint64 // found the bus stuck
+	FaultStuck         uint64 // transfers that found the bus stuck
 	FaultFlips         uint64 // reads whose MISO had bits flipped
 	FlippedBits        uint64 // MISO bits flipped, total
 
@@ -87,7 +96,7 @@ func NewInProcess(dev Device, t Timing, log *zap.Logger) *InProcess {
 	}
 	return &InProcess{
 		dev: dev, timing: t, log: log.Named("spi"),
-		bus: make(chan struct{}, 1), closed: make(chan struct{}),
+		closed: make(chan struct{}),
 	}
 }
 
@@ -95,62 +104,85 @@ func NewInProcess(dev Device, t Timing, log *zap.Logger) *InProcess {
 func (b *InProcess) Timing() Timing { return b.timing }
 
 // Transfer implements Transport.
+//
+// Waiting for the bus is not timed, as spi_sync on Linux waits for the
+// controller's message queue without a timeout: ctx (and Close) end the
+// wait. The timeout starts when the transfer owns the bus, as
+// spi_transfer_wait() times only the transfer the controller started.
+// With the timing model off and no fault source set, the hot path reads
+// no clock and arms no timer.
 func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 	if len(tx) == 0 || len(rx) != len(tx) {
 		return fmt.Errorf("spibridge: transfer of %d bytes into a %d-byte buffer: %w", len(tx), len(rx), syscall.EINVAL)
 	}
-	timeout := b.timing.TimeoutFor(len(tx))
-	if !b.timing.Throttled() {
-		// No timing model: no clock reads on the hot path, unless a
-		// fault source may need the deadline.
-		fp := b.faults.Load()
-		var issued time.Time
-		if fp != nil {
-			issued = time.Now()
-		}
-		if err := b.acquire(ctx, timeout); err != nil {
-			return err
-		}
-		if fp != nil {
-			if f := (*fp).Decide(len(tx), tx[0]); f != (SPIFault{}) {
-				return b.faulty(f, tx, rx, issued, time.Now(), timeout) // releases the bus
-			}
-		}
-		err := b.dev.Transact(tx, rx)
-		<-b.bus
-		b.rejected(err)
-		b.account(0, 0, len(tx), false, err != nil)
-		return nil
+	throttled := b.timing.Throttled()
+	var issued time.Time
+	if throttled {
+		issued = time.Now()
 	}
-	issued := time.Now()
-	if err := b.acquire(ctx, timeout); err != nil {
+	if err := b.acquire(ctx); err != nil {
 		return err
 	}
-	now := time.Now()
-	waited := now.Sub(issued)
-	if now.Sub(b.lastEnd) > maxDebt {
+	fp := b.faults.Load()
+	if !throttled && fp == nil && b.stuckUntil.IsZero() {
+		// No timing model, no faults: no clock reads, no timers.
+		err := b.dev.Transact(tx, rx)
+		b.bus.unlock()
+		b.fastTransfers.Add(1)
+		b.fastBytes.Add(uint64(len(tx)))
+		if err != nil {
+			b.fastRejected.Add(1)
+			b.rejected(err)
+		}
+		return nil
+	}
+	start := time.Now()
+	if !throttled {
+		issued = start // waits are accounted only with the model on
+	}
+	return b.started(fp, tx, rx, start.Sub(issued), start)
+}
+
+// started runs a transfer that owns the bus since start (after waiting
+// waited for it) and releases the bus. Its deadline is start plus its
+// timeout.
+func (b *InProcess) started(fp *SPIFaults, tx, rx []byte, waited time.Duration, start time.Time) error {
+	if start.Sub(b.lastEnd) > maxDebt {
 		b.debt = 0
 	}
-	if fp := b.faults.Load(); fp != nil {
-		if f := (*fp).Decide(len(tx), tx[0]); f != (SPIFault{}) {
-			return b.faulty(f, tx, rx, issued, now, timeout) // releases the bus
-		}
+	timeout := b.timing.TimeoutFor(len(tx))
+	if !b.stuckUntil.IsZero() && !b.stuckUntil.After(start) {
+		b.stuckUntil = time.Time{} // the stuck period is over
+	}
+	var f SPIFault
+	if fp != nil && b.stuckUntil.IsZero() {
+		// A transfer that finds the bus stuck draws nothing else.
+		f = (*fp).Decide(len(tx), tx[0])
+	}
+	if f != (SPIFault{}) || !b.stuckUntil.IsZero() {
+		return b.faulty(f, tx, rx, waited, start, timeout) // releases the bus
 	}
 
-	defer func() {
-		b.lastEnd = time.Now()
-		<-b.bus
-	}()
+	defer b.release()
 	hold := b.timing.Duration(len(tx))
-	if waited+hold > timeout {
-		time.Sleep(timeout - waited)
-		b.account(waited, timeout-waited, 0, true, false)
+	if hold > timeout {
+		time.Sleep(timeout)
+		b.account(waited, timeout, 0, true, false)
 		return b.timedOut(len(tx), timeout)
 	}
 	err := b.transact(tx, rx, hold)
 	b.rejected(err)
 	b.account(waited, hold, len(tx), false, err != nil)
 	return nil
+}
+
+// release gives the bus up, noting when for the oversleep repayment.
+// Called by the transfer that owns the bus.
+func (b *InProcess) release() {
+	if b.timing.Throttled() {
+		b.lastEnd = time.Now()
+	}
+	b.bus.unlock()
 }
 
 // transact holds the bus for hold and has the chip decode the
@@ -204,31 +236,18 @@ func (b *InProcess) hold(d time.Duration) {
 	b.debt = min(time.Since(start)-d, maxDebt)
 }
 
-// acquire takes the bus, waiting at most timeout.
-func (b *InProcess) acquire(ctx context.Context, timeout time.Duration) error {
-	select {
-	case <-b.closed:
-		return errClosed
-	default:
-	}
-	select {
-	case b.bus <- struct{}{}:
-		return nil
-	default:
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case b.bus <- struct{}{}:
-		return nil
-	case <-t.C:
-		b.account(timeout, 0, 0, true, false)
-		return b.timedOut(0, timeout)
-	case <-ctx.Done():
-		return fmt.Errorf("spibridge: waiting for the bus: %w", ctx.Err())
-	case <-b.closed:
+// acquire takes the bus. The wait has no timeout (see Transfer): it
+// ends when the bus is handed over (in arrival order), ctx is done or the
+// bus is closed. It arms no timer.
+func (b *InProcess) acquire(ctx context.Context) error {
+	if b.isShut.Load() {
 		return errClosed
 	}
+	return b.bus.lock(ctx, b.closed)
+}
+
+func errWaitCancelled(err error) error {
+	return fmt.Errorf("spibridge: waiting for the bus: %w", err)
 }
 
 var errClosed = fmt.Errorf("spibridge: transport closed: %w", syscall.EBADF)
@@ -260,8 +279,12 @@ func (b *InProcess) account(wait, busy time.Duration, n int, timeout, rejected b
 // Stats returns the bus accounting.
 func (b *InProcess) Stats() BusStats {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stats
+	s := b.stats
+	b.mu.Unlock()
+	s.Transfers += b.fastTransfers.Load()
+	s.Bytes += b.fastBytes.Load()
+	s.Rejected += b.fastRejected.Load()
+	return s
 }
 
 // Interrupt implements Transport: the chip's interrupt line, or the
@@ -280,12 +303,12 @@ func (b *InProcess) Interrupt() <-chan struct{} {
 // transfer on the wire completes. The IRQ forwarder, if any, has stopped
 // when Close returns.
 func (b *InProcess) Close() error {
-	b.once.Do(func() { close(b.closed) })
+	b.once.Do(func() {
+		b.isShut.Store(true)
+		close(b.closed)
+	})
 	b.mu.Lock()
 	done := b.irq.done
-	if b.unstick != nil {
-		b.unstick.Stop()
-	}
 	b.mu.Unlock()
 	if done != nil {
 		<-done

@@ -16,7 +16,8 @@ type Transport interface {
 	// errno the Linux kernel would return (syscall.ETIMEDOUT for a timed
 	// out transfer, syscall.EINVAL for bad buffers), so errors.Is works.
 	// A failed transfer may or may not have reached the chip; the error
-	// says which where the transport knows.
+	// says which where the transport knows. Transfer does not retain tx
+	// or rx once it returns (callers reuse them).
 	Transfer(ctx context.Context, tx, rx []byte) error
 	// Interrupt delivers the falling edges of the chip's interrupt line,
 	// coalesced: one pending value stands for one or more edges.
@@ -51,8 +52,10 @@ type Timing struct {
 	// which the bus is held.
 	Overhead time.Duration
 	// Timeout fails a transfer that has not completed this long after it
-	// was issued (waiting for the bus included). Zero: the Linux 6.x
-	// formula, LinuxTimeout.
+	// started on the bus. Waiting for the bus is not timed, as on Linux:
+	// spi_sync waits for the controller's queue without a timeout and
+	// spi_transfer_wait() times only the started transfer. Zero: the
+	// Linux 6.x formula, LinuxTimeout.
 	Timeout time.Duration
 }
 

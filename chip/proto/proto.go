@@ -186,18 +186,33 @@ func RxFrameRead(n int) []byte {
 // (least-significant byte first). m.FrameLength is set from the padded
 // frame. It fails when the frame and FCS exceed MaxWireLen.
 func TxFrameWrite(m TxMetadata, frame []byte) ([]byte, error) {
+	return AppendTxFrameWrite(nil, m, frame)
+}
+
+// AppendTxFrameWrite appends the MOSI bytes of TxFrameWrite(m, frame) to
+// dst and returns the extended slice; with a dst of enough capacity
+// (TxWriteHeader + MaxWireLen) it does not allocate.
+func AppendTxFrameWrite(dst []byte, m TxMetadata, frame []byte) ([]byte, error) {
 	n := max(len(frame), MinFrameLen)
 	if n+FCSLen > MaxWireLen {
-		return nil, fmt.Errorf("proto: frame of %d bytes plus FCS exceeds %d bytes", len(frame), MaxWireLen)
+		return dst, fmt.Errorf("proto: frame of %d bytes plus FCS exceeds %d bytes", len(frame), MaxWireLen)
 	}
-	b := make([]byte, TxWriteHeader+n+FCSLen)
+	total := len(dst) + TxWriteHeader + n + FCSLen
+	if cap(dst) < total {
+		grown := make([]byte, len(dst), total)
+		copy(grown, dst)
+		dst = grown
+	}
+	out := dst[:total]
+	b := out[len(dst):]
+	clear(b[:TxWriteHeader])
 	header(b, CmdWrite, AddrTxFrame)
 	m.FrameLength = uint16(n + FCSLen)
 	m.Put(b[HeaderLen:])
 	body := b[TxWriteHeader : TxWriteHeader+n]
-	copy(body, frame)
+	clear(body[copy(body, frame):])
 	binary.LittleEndian.PutUint32(b[TxWriteHeader+n:], crc32.ChecksumIEEE(body))
-	return b, nil
+	return out, nil
 }
 
 // AppendFCS returns frame with its IEEE 802.3 FCS appended, least

@@ -154,7 +154,7 @@ type modelOptions struct {
 func (o *modelOptions) addFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&o.spiClock, "spi-clock", spibridge.DefaultClockHz, "SPI clock in Hz; 0 turns the SPI timing model off (unthrottled)")
 	fs.DurationVar(&o.spiOverhead, "spi-overhead", spibridge.DefaultOverhead, "per-transfer host overhead, bus held")
-	fs.DurationVar(&o.spiTimeout, "spi-timeout", 0, "per-transfer timeout; 0 uses the Linux 6.x formula max(len*16/kHz, 500) ms")
+	fs.DurationVar(&o.spiTimeout, "spi-timeout", 0, "per-transfer timeout, from when the transfer starts on the bus (waiting for the bus is not timed, as spi_sync); 0 uses the Linux 6.x formula max(len*16/kHz, 500) ms")
 	fs.Int64Var(&o.linkSpeed, "link-speed", chip.DefaultLinkBitsPerSec, "Ethernet link speed in bit/s; 0 turns serialisation timing off")
 	fs.DurationVar(&o.cableDelay, "cable-delay", cable.DefaultPropagation, "cable propagation delay")
 	fs.IntVar(&o.hostFIFO, "host-fifo", chip.DefaultHostFIFOFrames, "chip host TX FIFO capacity in frames (max 1023)")

@@ -82,9 +82,10 @@ func TestSocketTransferTiming(t *testing.T) {
 	})
 }
 
-// TestSocketStuckBusTimesOut: a transfer queued behind one that holds the
-// bus fails with ETIMEDOUT exactly at the Linux timeout (500 ms), as
-// in-process; the holder, in flight on the same connection, completes.
+// TestSocketStuckBusTimesOut: over the socket the bus follows Linux's
+// timeout rule as in-process: a transfer queued behind one that holds the
+// bus 800 ms (longer than the 500 ms Linux timeout) is not timed while it
+// waits; it runs when the holder is done and succeeds.
 func TestSocketStuckBusTimesOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
@@ -107,20 +108,18 @@ func TestSocketStuckBusTimesOut(t *testing.T) {
 		})
 		synctest.Wait()
 		err := cl.Transfer(ctx, proto.RegRead(0x0288), make([]byte, 8))
-		if got := time.Since(start); got != 500*time.Millisecond {
-			t.Errorf("queued transfer failed after %v, want exactly the 500ms Linux timeout", got)
-		}
-		if !errors.Is(err, syscall.ETIMEDOUT) {
-			t.Errorf("queued transfer: %v, want ETIMEDOUT", err)
+		holder := 800*time.Millisecond + spibridge.DefaultTiming().Duration(7)
+		if got, want := time.Since(start), holder+spibridge.DefaultTiming().Duration(8); err != nil || got != want {
+			t.Errorf("queued transfer: %v at %v, want success at %v (waiting is not timed)", err, got, want)
 		}
 		wg.Wait()
-		if want := 800*time.Millisecond + spibridge.DefaultTiming().Duration(7); holdErr != nil || holdDone != want {
-			t.Errorf("holder: %v at %v, want success at %v", holdErr, holdDone, want)
+		if holdErr != nil || holdDone != holder {
+			t.Errorf("holder: %v at %v, want success at %v", holdErr, holdDone, holder)
 		}
-		if st := cl.Stats(); st.Transfers != 1 || st.Errors[syscall.ETIMEDOUT] != 1 || st.Disconnects != 0 {
+		if st := cl.Stats(); st.Transfers != 2 || len(st.Errors) != 0 || st.Disconnects != 0 {
 			t.Errorf("client stats %+v", st)
 		}
-		if st := srv.Stats(); st.Requests != 2 || st.Failed != 1 {
+		if st := srv.Stats(); st.Requests != 2 || st.Failed != 0 {
 			t.Errorf("server stats %+v", st)
 		}
 	})
@@ -630,8 +629,9 @@ func TestSocketMalformedInput(t *testing.T) {
 // goroutine runs requests itself; when one blocks (here a device that
 // holds the bus 100 ms), the watchdog passes the reading role on within
 // two of its 1 ms periods, so the next request on the same connection
-// still reaches the bus and times out there (50 ms bus timeout), as it
-// would in-process, instead of waiting behind the stuck one.
+// still reaches the bus and queues there. Waiting for the bus is not
+// timed (Linux's rule, 50 ms bus timeout here), so it completes right
+// after the stuck one, as it would in-process.
 func TestSocketUnthrottledStuckRequest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
@@ -652,8 +652,8 @@ func TestSocketUnthrottledStuckRequest(t *testing.T) {
 		})
 		synctest.Wait()
 		err := cl.Transfer(context.Background(), proto.RegRead(0x0288), make([]byte, 8))
-		if got, want := time.Since(start), 2*inlineTakeover+50*time.Millisecond; !errors.Is(err, syscall.ETIMEDOUT) || got != want {
-			t.Errorf("request behind the stuck one: %v after %v, want ETIMEDOUT after %v", err, got, want)
+		if got, want := time.Since(start), 100*time.Millisecond; err != nil || got != want {
+			t.Errorf("request behind the stuck one: %v after %v, want success after %v", err, got, want)
 		}
 		wg.Wait()
 		if stuckErr != nil || stuckDone != 100*time.Millisecond {
@@ -665,7 +665,7 @@ func TestSocketUnthrottledStuckRequest(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if st := cl.Stats(); st.Transfers != 4 || st.Disconnects != 0 {
+		if st := cl.Stats(); st.Transfers != 5 || st.Disconnects != 0 {
 			t.Errorf("client stats %+v", st)
 		}
 	})
