@@ -140,7 +140,7 @@ func (b *InProcess) faulty(f SPIFault, tx, rx []byte, issued, start time.Time, t
 		fs.FaultLatency = 1
 		time.Sleep(f.Latency)
 	}
-	err := b.transact(tx, rx, model)
+	err := b.transact(tx, rx, time.Now(), model)
 	b.rejected(err)
 	if err != nil {
 		fs.Rejected = 1

@@ -38,8 +38,8 @@ type InProcess struct {
 	closed chan struct{}
 	once   sync.Once
 
-	// Owned by the transfer holding the bus: timer-slack compensation.
-	debt    time.Duration // time overslept by earlier transfers, not yet repaid
+	// Owned by the transfer holding the bus: the emulated time the bus
+	// became free (the end of the last transfer's modelled occupancy).
 	lastEnd time.Time
 
 	faults    atomic.Pointer[SPIFaults] // nil: no SPI faults
@@ -51,9 +51,18 @@ type InProcess struct {
 	unstick *time.Timer // releases a bus left stuck by a fault; under mu
 }
 
-// maxDebt bounds the oversleep the bus repays; debt older than this (the
-// bus was idle) is forgotten.
-const maxDebt = 2 * time.Millisecond
+// The emulated timeline may lag the wall clock by at most this much:
+// what a transfer's wake-up overslept is repaid from the next transfers
+// of a busy period (they start when the previous one ended in the model,
+// not when its goroutine woke), up to the bound; beyond it the timeline
+// jumps to the wall clock. With the precise timer (Timing.Timer) what is
+// left to repay is its lateness, tens of microseconds; Go's own timers
+// wake up to a millisecond late, so without it the bound is larger. In
+// virtual time the timeline never lags.
+const (
+	maxLag        = 2 * time.Millisecond
+	maxLagPrecise = 250 * time.Microsecond
+)
 
 // BusStats is the accounting of one bus.
 type BusStats struct {
@@ -96,6 +105,18 @@ func (b *InProcess) Timing() Timing { return b.timing }
 
 // Transfer implements Transport.
 func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
+	return b.transfer(ctx, tx, rx, nil)
+}
+
+// TransferTimeline implements TimelineTransport: Transfer, reporting the
+// transfer's modelled bus occupancy in tl. With the timing model off, or
+// for a transfer an injected fault took over, tl's Start and End are
+// wall-clock readings.
+func (b *InProcess) TransferTimeline(ctx context.Context, tx, rx []byte, tl *Timeline) error {
+	return b.transfer(ctx, tx, rx, tl)
+}
+
+func (b *InProcess) transfer(ctx context.Context, tx, rx []byte, tl *Timeline) error {
 	if len(tx) == 0 || len(rx) != len(tx) {
 		return fmt.Errorf("spibridge: transfer of %d bytes into a %d-byte buffer: %w", len(tx), len(rx), syscall.EINVAL)
 	}
@@ -108,15 +129,24 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 		if fp != nil {
 			issued = time.Now()
 		}
+		if tl != nil && issued.IsZero() {
+			issued = time.Now()
+		}
 		if err := b.acquire(ctx, timeout); err != nil {
 			return err
 		}
 		if fp != nil {
 			if f := (*fp).Decide(len(tx), tx[0]); f != (SPIFault{}) {
-				return b.faulty(f, tx, rx, issued, time.Now(), timeout) // releases the bus
+				return b.faultyTimeline(f, tx, rx, issued, time.Now(), timeout, tl) // releases the bus
 			}
 		}
+		if tl != nil {
+			tl.Queued, tl.Start = issued, time.Now()
+		}
 		err := b.dev.Transact(tx, rx)
+		if tl != nil {
+			tl.End = time.Now()
+		}
 		<-b.bus
 		b.rejected(err)
 		b.account(0, 0, len(tx), false, err != nil)
@@ -128,43 +158,74 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 	}
 	now := time.Now()
 	waited := now.Sub(issued)
-	if now.Sub(b.lastEnd) > maxDebt {
-		b.debt = 0
-	}
 	if fp := b.faults.Load(); fp != nil {
 		if f := (*fp).Decide(len(tx), tx[0]); f != (SPIFault{}) {
-			return b.faulty(f, tx, rx, issued, now, timeout) // releases the bus
+			return b.faultyTimeline(f, tx, rx, issued, now, timeout, tl) // releases the bus
 		}
 	}
-
+	// The transfer starts on the modelled bus when it was issued or when
+	// the previous one ended in the model, whichever is later (and no
+	// further behind the wall clock than the lag bound): a late wake-up
+	// of the previous holder does not move it.
+	start := later(later(issued, b.lastEnd), now.Add(-b.maxLag()))
+	hold := b.timing.Duration(len(tx))
+	end := start.Add(hold)
+	if waited+hold > timeout {
+		end = start.Add(timeout - waited)
+	}
+	if tl != nil {
+		*tl = Timeline{Queued: issued, Start: start, End: end}
+	}
 	defer func() {
-		b.lastEnd = time.Now()
+		b.lastEnd = end
 		<-b.bus
 	}()
-	hold := b.timing.Duration(len(tx))
 	if waited+hold > timeout {
-		time.Sleep(timeout - waited)
+		b.sleepUntil(end)
 		b.account(waited, timeout-waited, 0, true, false)
 		return b.timedOut(len(tx), timeout)
 	}
-	err := b.transact(tx, rx, hold)
+	err := b.transact(tx, rx, start, hold)
 	b.rejected(err)
 	b.account(waited, hold, len(tx), false, err != nil)
 	return nil
 }
 
-// transact holds the bus for hold and has the chip decode the
-// transaction when the model says: a read when its first data byte is
-// due, a write when its last byte is in.
-func (b *InProcess) transact(tx, rx []byte, hold time.Duration) error {
+// faultyTimeline runs faulty and reports its wall-clock occupancy in tl.
+func (b *InProcess) faultyTimeline(f SPIFault, tx, rx []byte, issued, start time.Time, timeout time.Duration, tl *Timeline) error {
+	err := b.faulty(f, tx, rx, issued, start, timeout)
+	if tl != nil {
+		*tl = Timeline{Queued: issued, Start: start, End: time.Now()}
+	}
+	return err
+}
+
+// maxLag is how far the bus's emulated timeline may lag the wall clock.
+func (b *InProcess) maxLag() time.Duration {
+	if b.timing.Timer != nil {
+		return maxLagPrecise
+	}
+	return maxLag
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// transact holds the bus from start for hold and has the chip decode
+// the transaction when the model says: a read when its first data byte
+// is due, a write when its last byte is in.
+func (b *InProcess) transact(tx, rx []byte, start time.Time, hold time.Duration) error {
 	if tx[0] != proto.CmdRead {
-		b.hold(hold)
+		b.sleepUntil(start.Add(hold))
 		return b.dev.Transact(tx, rx)
 	}
-	dataDue := b.dataDue()
-	b.hold(dataDue)
+	b.sleepUntil(start.Add(b.dataDue()))
 	err := b.dev.Transact(tx, rx)
-	b.hold(hold - dataDue)
+	b.sleepUntil(start.Add(hold))
 	return err
 }
 
@@ -184,24 +245,15 @@ func (b *InProcess) rejected(err error) {
 	}
 }
 
-// hold keeps the bus for d. Timers wake late in real time (tens of
-// microseconds to a millisecond, against transfers of tens of
-// microseconds), so the bus repays what it overslept from the next holds
-// of a busy period: over a burst, emulated bus time tracks the model
-// instead of the timer granularity. In virtual time (synctest) sleeps are
-// exact and the debt is always zero.
-func (b *InProcess) hold(d time.Duration) {
-	if d <= 0 {
-		return
+// sleepUntil holds the bus until t on the emulated timeline, through the
+// precise timer in a real-time run that opted in (Timing.Timer), through
+// the time package otherwise (exact in virtual time). Real-time wake-ups
+// are late; the next transfer of a busy period starts at t all the same
+// (see maxLag), so the lateness is repaid instead of accumulating.
+func (b *InProcess) sleepUntil(t time.Time) {
+	if d := time.Until(t); d > 0 {
+		b.timing.Timer.Sleep(d)
 	}
-	if b.debt >= d {
-		b.debt -= d
-		return
-	}
-	d -= b.debt
-	start := time.Now()
-	time.Sleep(d)
-	b.debt = min(time.Since(start)-d, maxDebt)
 }
 
 // acquire takes the bus, waiting at most timeout.

@@ -7,6 +7,7 @@ package spibridge
 import (
 	"context"
 	"time"
+	"tsnsim/rtimer"
 )
 
 // Transport is one SPI device as the host sees it.
@@ -54,6 +55,10 @@ type Timing struct {
 	// was issued (waiting for the bus included). Zero: the Linux 6.x
 	// formula, LinuxTimeout.
 	Timeout time.Duration
+	// Timer, if set, is the precise timer service the bus sleeps through
+	// in a real-time run (rtimer); nil uses the time package, which tests
+	// and virtual time need.
+	Timer *rtimer.Service
 }
 
 // DefaultTiming is the model of the boards: 15 MHz, 20 us overhead,
