@@ -39,28 +39,34 @@ var ErrUnsupported = errors.New("rtimer: precise timers need Linux timerfd (not 
 type Service struct {
 	fd   timerfd
 	done chan struct{} // closed when the service goroutine has returned
-	pool sync.Pool     // *Timer, for Sleep
 
 	mu      sync.Mutex
 	pending timerHeap
 	armed   time.Time // when the timerfd expires; zero: disarmed
 	closed  bool
 	stats   Stats
+	idle    []timerfd // private timerfds for Sleep, not in use
 }
+
+// maxIdle bounds the private timerfds kept for Sleep: about one per
+// goroutine that sleeps at the same time (buses, transmitters, cable).
+const maxIdle = 16
 
 // Stats is the accounting of a Service.
 type Stats struct {
-	// Fired counts timers fired by the timerfd; Late is the sum of how
-	// late the service goroutine found them (after the deadline), MaxLate
-	// the largest. A sleeper resumes a few microseconds after that.
+	// Fired counts timers and sleeps the timerfds ended; Late is the sum
+	// of how late they were found (after the deadline: by the sleeper
+	// itself for Sleep, by the service goroutine for a Timer, whose
+	// receiver resumes a few microseconds later), MaxLate the largest.
 	Fired   uint64
 	Late    time.Duration
 	MaxLate time.Duration
 	// Fallbacks counts timers the time package fired instead: set after
 	// Close, or when arming the timerfd failed.
 	Fallbacks uint64
-	// ArmErrors counts failed timerfd_settime calls (each timer affected
-	// is in Fallbacks).
+	// ArmErrors counts failed timerfd calls (timerfd_create,
+	// timerfd_settime, close); the timers affected fired through Go
+	// timers or the service's own timerfd.
 	ArmErrors uint64
 }
 
@@ -96,10 +102,15 @@ func (s *Service) Close() error {
 		t := heap.Pop(&s.pending).(*Timer)
 		t.send(now)
 	}
+	idle := s.idle
+	s.idle = nil
 	s.mu.Unlock()
-	err := s.fd.close() // wakes the goroutine's read
+	errs := []error{s.fd.close()} // wakes the goroutine's read
+	for _, fd := range idle {
+		errs = append(errs, fd.close())
+	}
 	<-s.done
-	return err
+	return errors.Join(errs...)
 }
 
 // Stats returns the service's accounting; zero for a nil Service.
@@ -114,6 +125,10 @@ func (s *Service) Stats() Stats {
 
 // Sleep pauses the calling goroutine for at least d. A nil Service
 // calls time.Sleep.
+//
+// The goroutine waits on a timerfd of its own (from a small pool), read
+// through the netpoller, so it is woken straight from epoll, not handed
+// on by the service goroutine: one wake-up instead of two.
 func (s *Service) Sleep(d time.Duration) {
 	if s == nil {
 		time.Sleep(d)
@@ -122,14 +137,76 @@ func (s *Service) Sleep(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	t, _ := s.pool.Get().(*Timer)
-	if t == nil {
-		t = s.NewTimer(d)
-	} else {
-		t.Reset(d)
+	fd, ok := s.takeIdle()
+	if !ok {
+		t := s.NewTimer(d)
+		<-t.C
+		return
 	}
-	<-t.C
-	s.pool.Put(t)
+	t0 := time.Now()
+	if err := fd.set(d); err != nil {
+		s.count(func(st *Stats) { st.ArmErrors++ })
+		fd.close() //nolint:errcheck // already failing; the error counted is set's
+		t := s.NewTimer(d - time.Since(t0))
+		<-t.C
+		return
+	}
+	err := fd.wait()
+	late := time.Since(t0) - d
+	s.count(func(st *Stats) {
+		st.Fired++
+		st.Late += late
+		st.MaxLate = max(st.MaxLate, late)
+	})
+	if err != nil { // closed under us: cannot happen while we hold it
+		s.count(func(st *Stats) { st.ArmErrors++ })
+		return
+	}
+	s.putIdle(fd)
+}
+
+// takeIdle returns a private timerfd for Sleep: a pooled one, or a new
+// one; false if the service is closed or none can be opened (Sleep then
+// uses a service timer).
+func (s *Service) takeIdle() (timerfd, bool) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return timerfd{}, false
+	}
+	if n := len(s.idle); n > 0 {
+		fd := s.idle[n-1]
+		s.idle = s.idle[:n-1]
+		s.mu.Unlock()
+		return fd, true
+	}
+	s.mu.Unlock()
+	fd, err := openTimerfd()
+	if err != nil {
+		s.count(func(st *Stats) { st.ArmErrors++ })
+		return timerfd{}, false
+	}
+	return fd, true
+}
+
+// putIdle returns a private timerfd to the pool, or closes it.
+func (s *Service) putIdle(fd timerfd) {
+	s.mu.Lock()
+	if !s.closed && len(s.idle) < maxIdle {
+		s.idle = append(s.idle, fd)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	if err := fd.close(); err != nil {
+		s.count(func(st *Stats) { st.ArmErrors++ })
+	}
+}
+
+func (s *Service) count(f func(*Stats)) {
+	s.mu.Lock()
+	f(&s.stats)
+	s.mu.Unlock()
 }
 
 // SleepUntil pauses the calling goroutine until at least t.

@@ -166,6 +166,10 @@ type chipServer struct {
 // serveChips builds the chips and the cable, serves each chip until ctx
 // is done, then closes everything and prints the chip-side report.
 func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome, log *zap.Logger) error {
+	if err := o.startTimer(log); err != nil {
+		return err
+	}
+	defer o.stopTimer(log)
 	var capture *pcap.Writer
 	if o.pcap != "" {
 		var err error
