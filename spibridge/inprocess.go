@@ -31,6 +31,7 @@ import (
 // bus pays one atomic load per transfer.
 type InProcess struct {
 	dev    Device
+	timed  TimedDevice // dev, if it takes decode times
 	timing Timing
 	log    *zap.Logger
 
@@ -94,8 +95,9 @@ func NewInProcess(dev Device, t Timing, log *zap.Logger) *InProcess {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	timed, _ := dev.(TimedDevice)
 	return &InProcess{
-		dev: dev, timing: t, log: log.Named("spi"),
+		dev: dev, timed: timed, timing: t, log: log.Named("spi"),
 		bus: make(chan struct{}, 1), closed: make(chan struct{}),
 	}
 }
@@ -221,12 +223,21 @@ func later(a, b time.Time) time.Time {
 func (b *InProcess) transact(tx, rx []byte, start time.Time, hold time.Duration) error {
 	if tx[0] != proto.CmdRead {
 		b.sleepUntil(start.Add(hold))
-		return b.dev.Transact(tx, rx)
+		return b.decode(tx, rx, start.Add(hold))
 	}
 	b.sleepUntil(start.Add(b.dataDue()))
-	err := b.dev.Transact(tx, rx)
+	err := b.decode(tx, rx, start.Add(b.dataDue()))
 	b.sleepUntil(start.Add(hold))
 	return err
+}
+
+// decode has the chip decode the transaction, telling a TimedDevice the
+// modelled decode time at.
+func (b *InProcess) decode(tx, rx []byte, at time.Time) error {
+	if b.timed != nil {
+		return b.timed.TransactAt(tx, rx, at)
+	}
+	return b.dev.Transact(tx, rx)
 }
 
 // dataDue is when, into its hold, a read's first data byte is due: when

@@ -36,6 +36,16 @@ type Device interface {
 	IRQ() <-chan struct{}
 }
 
+// TimedDevice is a Device that takes the modelled decode time of a
+// transaction (the chip does): the in-process bus passes it so that a
+// late real-time wake-up of the bus does not delay what the chip does
+// with the transaction (a TX frame's start on the line). In virtual time
+// it is the current time.
+type TimedDevice interface {
+	Device
+	TransactAt(mosi, miso []byte, at time.Time) error
+}
+
 // Defaults of the cycle-approximate SPI model (chip.md section 5).
 const (
 	DefaultClockHz  = 15_000_000
