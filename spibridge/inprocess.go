@@ -40,8 +40,12 @@ type InProcess struct {
 	once   sync.Once
 
 	// Owned by the transfer holding the bus: the emulated time the bus
-	// became free (the end of the last transfer's modelled occupancy).
-	lastEnd time.Time
+	// became free (the end of the last transfer's modelled occupancy),
+	// and how late on the wall clock that transfer's goroutine woke.
+	lastEnd    time.Time
+	lastLate   time.Duration
+	lastReturn time.Time // wall clock, when that transfer released the bus
+	woke       time.Time // wall clock, when the holder woke from its last sleep
 
 	faults    atomic.Pointer[SPIFaults] // nil: no SPI faults
 	irqFaults atomic.Pointer[IRQFaults] // nil: edges pass unchanged
@@ -64,6 +68,11 @@ const (
 	maxLag        = 2 * time.Millisecond
 	maxLagPrecise = 250 * time.Microsecond
 )
+
+// chainWindow is how soon after the previous transfer returned a
+// transfer must be issued for the bus to take the previous wake-up's
+// lateness back from its start: a host's next step, not a new event.
+const chainWindow = 20 * time.Microsecond
 
 // BusStats is the accounting of one bus.
 type BusStats struct {
@@ -162,14 +171,26 @@ func (b *InProcess) transfer(ctx context.Context, tx, rx []byte, tl *Timeline) e
 	waited := now.Sub(issued)
 	if fp := b.faults.Load(); fp != nil {
 		if f := (*fp).Decide(len(tx), tx[0]); f != (SPIFault{}) {
+			b.lastLate = 0
 			return b.faultyTimeline(f, tx, rx, issued, now, timeout, tl) // releases the bus
 		}
 	}
 	// The transfer starts on the modelled bus when it was issued or when
-	// the previous one ended in the model, whichever is later (and no
-	// further behind the wall clock than the lag bound): a late wake-up
-	// of the previous holder does not move it.
-	start := later(later(issued, b.lastEnd), now.Add(-b.maxLag()))
+	// the previous one ended in the model, whichever is later, and no
+	// further behind the wall clock than the lag bound. A transfer issued
+	// right after the previous one returned (within chainWindow: the
+	// driver's next step, such as the frame read after its metadata) has
+	// its issue time taken back by how late the previous holder woke, so
+	// it starts when the model says, not when the late wake-up let it;
+	// the time the host really took in between still counts. In virtual
+	// time nothing is late and the start is the issue or the previous end.
+	eff := issued
+	if issued.Sub(b.lastReturn) <= chainWindow {
+		eff = issued.Add(-b.lastLate)
+	}
+	start := later(later(eff, b.lastEnd), now.Add(-b.maxLag()))
+	issued = earlier(issued, start) // in the model it was issued no later than it started
+	b.woke = time.Time{}
 	hold := b.timing.Duration(len(tx))
 	end := start.Add(hold)
 	if waited+hold > timeout {
@@ -180,6 +201,13 @@ func (b *InProcess) transfer(ctx context.Context, tx, rx []byte, tl *Timeline) e
 	}
 	defer func() {
 		b.lastEnd = end
+		// What the last wake-up overslept past the end (device time
+		// excluded; zero in virtual time, where sleeps are exact).
+		b.lastReturn = time.Now()
+		b.lastLate = 0
+		if !b.woke.IsZero() {
+			b.lastLate = min(max(b.woke.Sub(end), 0), b.maxLag())
+		}
 		<-b.bus
 	}()
 	if waited+hold > timeout {
@@ -210,6 +238,13 @@ func (b *InProcess) maxLag() time.Duration {
 	return maxLag
 }
 
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 func later(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b
@@ -229,6 +264,19 @@ func (b *InProcess) transact(tx, rx []byte, start time.Time, hold time.Duration)
 	err := b.decode(tx, rx, start.Add(b.dataDue()))
 	b.sleepUntil(start.Add(hold))
 	return err
+}
+
+// sleepUntil holds the bus until t on the emulated timeline, through the
+// precise timer in a real-time run that opted in (Timing.Timer), through
+// the time package otherwise (exact in virtual time). Real-time wake-ups
+// are late; the next transfer of a busy period starts at t all the same
+// (see maxLag and chainWindow), so the lateness is repaid instead of
+// accumulating. It notes when it woke from a sleep it made.
+func (b *InProcess) sleepUntil(t time.Time) {
+	if d := time.Until(t); d > 0 {
+		b.timing.Timer.Sleep(d)
+		b.woke = time.Now()
+	}
 }
 
 // decode has the chip decode the transaction, telling a TimedDevice the
@@ -253,17 +301,6 @@ func (b *InProcess) dataDue() time.Duration {
 func (b *InProcess) rejected(err error) {
 	if err != nil {
 		b.log.Debug("chip rejected transaction", zap.Error(err))
-	}
-}
-
-// sleepUntil holds the bus until t on the emulated timeline, through the
-// precise timer in a real-time run that opted in (Timing.Timer), through
-// the time package otherwise (exact in virtual time). Real-time wake-ups
-// are late; the next transfer of a busy period starts at t all the same
-// (see maxLag), so the lateness is repaid instead of accumulating.
-func (b *InProcess) sleepUntil(t time.Time) {
-	if d := time.Until(t); d > 0 {
-		b.timing.Timer.Sleep(d)
 	}
 }
 
