@@ -71,8 +71,8 @@ func echoRTTs(t *testing.T, cfg topology.Config, n int, interval time.Duration) 
 		select {
 		case at := <-back:
 			rtts = append(rtts, at.Sub(t0))
-		case <-time.After(time.Second):
-			t.Fatal("no echo within a second")
+		case <-time.After(10 * time.Second): // eventual delivery, even on a busy machine
+			t.Fatal("no echo within 10 s")
 		}
 	}
 	return rtts
