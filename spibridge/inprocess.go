@@ -271,10 +271,16 @@ func (b *InProcess) transact(tx, rx []byte, start time.Time, hold time.Duration)
 // the time package otherwise (exact in virtual time). Real-time wake-ups
 // are late; the next transfer of a busy period starts at t all the same
 // (see maxLag and chainWindow), so the lateness is repaid instead of
-// accumulating. It notes when it woke from a sleep it made.
+// accumulating. It notes when the holder woke: after a sleep it made,
+// or at the transfer's first deadline if that had already passed.
 func (b *InProcess) sleepUntil(t time.Time) {
-	if d := time.Until(t); d > 0 {
+	switch d := time.Until(t); {
+	case d > 0:
 		b.timing.Timer.Sleep(d)
+		b.woke = time.Now()
+	case b.woke.IsZero():
+		// Already past t (an earlier wake-up was late): the lateness
+		// carries over, measured before the chip decodes anything.
 		b.woke = time.Now()
 	}
 }
