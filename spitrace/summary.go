@@ -41,6 +41,10 @@ type NodeSummary struct {
 	// returned on the wall clock (late_ns): real-time timer lateness and
 	// scheduling, kept out of the durations. Zero in virtual time.
 	Late LateSummary `json:"late"`
+	// Timeline reports whether the node's records carry the bus's
+	// modelled timeline (start): then Kinds are time on the bus,
+	// otherwise whole calls, queueing included.
+	Timeline bool `json:"timeline"`
 	// Utilisation is Busy / Span (0 for an empty span).
 	Utilisation float64       `json:"utilisation"`
 	Kinds       []KindSummary `json:"kinds"` // in spibridge.Spaces order, kinds seen only
@@ -101,6 +105,7 @@ type nodeAcc struct {
 	errs        int
 	spans       []span // bus start, occupancy of every transfer
 	late        []int64
+	timeline    bool // some record had a bus start
 	kinds       map[spibridge.Space]*kindAcc
 	errnos      map[string]int
 	faults      map[string]int
@@ -132,6 +137,7 @@ func (s *Summariser) Add(r Record) {
 	a.bytes += int64(r.Len)
 	a.spans = append(a.spans, span{r.BusStart(), r.Occupancy()})
 	a.late = append(a.late, r.LateNs)
+	a.timeline = a.timeline || r.Start != nil
 	k := a.kinds[r.Space]
 	if k == nil {
 		k = &kindAcc{}
@@ -163,6 +169,7 @@ func (a *nodeAcc) summary(name string) NodeSummary {
 		Node: name, Transactions: len(a.spans), Bytes: a.bytes, Errors: a.errs,
 		First: time.Duration(a.first), Last: time.Duration(a.last), Span: time.Duration(a.last - a.first),
 		Busy: time.Duration(busy(a.spans)), InTransfer: time.Duration(a.sum), Kinds: []KindSummary{},
+		Timeline: a.timeline,
 	}
 	if n.Span > 0 {
 		n.Utilisation = float64(n.Busy) / float64(n.Span)

@@ -75,7 +75,7 @@ func TestSummaryText(t *testing.T) {
 
 node a: 5 transactions, 137 bytes, 2 errors, from 0s to 2µs (span 2µs)
   bus busy 1.46µs (73.0% of the span), 1.51µs in transfers (queueing included)
-  kind      count  bytes  errors  p50    p90    p99    max  (time on the bus, queueing excluded)
+  kind      count  bytes  errors  p50    p90    p99    max  (whole calls, queueing included: the transport records no bus timeline)
   reg_read  3      24     1       100ns  1µs    1µs    1µs
   rx_meta   1      14     1       10ns   10ns   10ns   10ns
   tx_frame  1      99     0       300ns  300ns  300ns  300ns
@@ -84,7 +84,7 @@ node a: 5 transactions, 137 bytes, 2 errors, from 0s to 2µs (span 2µs)
 
 node b: 1 transactions, 14 bytes, 0 errors, from 100ns to 140ns (span 40ns)
   bus busy 40ns (100.0% of the span), 40ns in transfers (queueing included)
-  kind     count  bytes  errors  p50   p90   p99   max  (time on the bus, queueing excluded)
+  kind     count  bytes  errors  p50   p90   p99   max  (whole calls, queueing included: the transport records no bus timeline)
   rx_meta  1      14     0       40ns  40ns  40ns  40ns
 `
 	if out.String() != want {
@@ -203,6 +203,9 @@ func TestSummaryTimeline(t *testing.T) {
 	n := sum.Nodes[0]
 	if k := n.Kinds[0]; k.Space != spibridge.SpaceRegRead || k.P50 != 24266 || k.Max != 24266 {
 		t.Errorf("reg_read %+v: want every transfer 24.266µs on the bus", k)
+	}
+	if !n.Timeline || Summarise(recs[:0]).Transactions != 0 {
+		t.Error("records with a bus start: summary does not say it has the timeline")
 	}
 	if n.Busy != 2*24266+27466 || n.InTransfer != 24266+48532+27466 {
 		t.Errorf("busy %v, in transfers %v", n.Busy, n.InTransfer)

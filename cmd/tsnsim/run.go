@@ -286,11 +286,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	r := &outcome{out: stdout}
-	if err := o.startTimer(log); err != nil {
-		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
-		return exitFail
+	if len(o.attach) == 0 && o.spidev == "" { // the emulated hardware runs here
+		if err := o.startTimer(log); err != nil {
+			fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
+			return exitFail
+		}
+		defer o.stopTimer(log)
 	}
-	defer o.stopTimer(log)
 	cfg := o.topologyConfig(log, capture).WithDefaults()
 	cfg.Driver = driver.Config{TxRingSize: o.txRing}
 	if o.xmitClock == "spi" {
