@@ -146,7 +146,9 @@ func (s *Service) Sleep(d time.Duration) {
 	t0 := time.Now()
 	if err := fd.set(d); err != nil {
 		s.count(func(st *Stats) { st.ArmErrors++ })
-		fd.close() //nolint:errcheck // already failing; the error counted is set's
+		if err := fd.close(); err != nil {
+			s.count(func(st *Stats) { st.ArmErrors++ })
+		}
 		t := s.NewTimer(d - time.Since(t0))
 		<-t.C
 		return
