@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tsnsim/chip"
+	"tsnsim/rtimer"
 )
 
 // Defaults for Config fields left zero.
@@ -31,6 +32,10 @@ type Config struct {
 	// Queue bounds the frames in flight per direction; Send blocks when
 	// it is full (only reachable with timing off).
 	Queue int
+	// Timer, if set, is the precise timer service the cable waits
+	// through in a real-time run (rtimer); nil uses the time package,
+	// which tests and virtual time need.
+	Timer *rtimer.Service
 	// Monitor, if set, sees every frame as it enters the cable: from is
 	// 0 for frames sent by the first port, 1 for the second; sof is when
 	// its first byte after the preamble entered the medium. It is called
@@ -164,7 +169,7 @@ func (d *direction) instant() bool { return d.cfg.LinkBitsPerSec < 0 && d.cfg.Pr
 
 func (d *direction) run() {
 	defer close(d.done)
-	var t *time.Timer
+	var t *rtimer.Timer
 	for {
 		var f flight
 		var ok bool
@@ -197,15 +202,29 @@ func (d *direction) run() {
 			d.delivered(f)
 			continue
 		}
-		if wait := time.Until(arrive.Add(d.wireTime(len(f.frame)))); wait > 0 {
+		wait := time.Until(arrive.Add(d.wireTime(len(f.frame))))
+		if wait > 0 && wait <= maxSleep && d.cfg.Timer != nil {
+			// A short wait through the precise timer sleeps outright (one
+			// wake-up fewer than a timer); Close waits for it.
+			d.cfg.Timer.Sleep(wait)
+			wait = 0
+			select {
+			case <-d.stop:
+				d.count(func(s *Stats) { s.LostAtClose++ })
+				return
+			default:
+			}
+		}
+		if wait > 0 {
 			if t == nil {
-				t = time.NewTimer(wait)
+				t = d.cfg.Timer.NewTimer(wait)
 			} else {
 				t.Reset(wait)
 			}
 			select {
 			case <-t.C:
 			case <-d.stop:
+				t.Stop()
 				d.count(func(s *Stats) { s.LostAtClose++ })
 				return
 			}
@@ -214,6 +233,11 @@ func (d *direction) run() {
 		d.delivered(f)
 	}
 }
+
+// maxSleep is the longest wait a direction sleeps through without
+// watching for Close: a frame's time on the wire at 100 Mbit/s is at most
+// about 125 µs; injected delays are longer and wait on a timer.
+const maxSleep = time.Millisecond
 
 func (d *direction) delivered(f flight) {
 	if !f.corrupt {

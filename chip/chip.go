@@ -21,6 +21,7 @@ import (
 	"tsnsim/chip/fifo"
 	"tsnsim/chip/proto"
 	"tsnsim/chip/regs"
+	"tsnsim/rtimer"
 )
 
 // Defaults for Config fields left zero. Values not given by chip.md are
@@ -69,6 +70,11 @@ type Config struct {
 	LinkBitsPerSec int64
 	TxLatency      time.Duration // MAC+PHY TX latency, stamp point to wire
 	RxLatency      time.Duration // MAC+PHY RX latency, wire to stamp point
+
+	// Timer, if set, is the precise timer service the transmitter waits
+	// through in a real-time run (rtimer); nil uses the time package,
+	// which tests and virtual time need.
+	Timer *rtimer.Service
 
 	Logger *zap.Logger
 }
@@ -147,6 +153,7 @@ type Chip struct {
 	sending  atomic.Bool // transmitter is serialising a frame
 	lineFree time.Time   // when the line is free for the next preamble; transmitter only
 	enabled  time.Time   // when TSN_ENABLE was last set
+	decodeAt time.Time   // when the transaction being decoded is decoded (TransactAt); under mu
 	phy      Wire
 	errs     [numProtocolErrors]uint64
 	fifoCap  *fifoOverride // fault-injected FIFO caps (SetFIFOLimits); nil: none

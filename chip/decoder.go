@@ -86,9 +86,20 @@ func (c *Chip) reject(kind ProtocolErrorKind, format string, args ...any) error 
 // transaction is counted and returns a *ProtocolError; the SPI bus itself
 // reports nothing to the host, so transports do not fail the transfer.
 func (c *Chip) Transact(mosi, miso []byte) error {
+	return c.TransactAt(mosi, miso, time.Now())
+}
+
+// TransactAt is Transact for a bus that keeps its own emulated timeline
+// (spibridge.TimedDevice): at is when the model decodes the transaction,
+// which in a real-time run can be a little before now (the bus woke up
+// late). A TX frame is ready, and TSN enabled, from at; the transmitter
+// backdates the frame's start to it within its bound. In virtual time
+// at is now.
+func (c *Chip) TransactAt(mosi, miso []byte, at time.Time) error {
 	clear(miso)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.decodeAt = at
 	if len(mosi) < proto.HeaderLen {
 		return c.reject(ErrShortHeader, "%d bytes", len(mosi))
 	}
@@ -166,7 +177,7 @@ func (c *Chip) writeRegister(off uint16, v uint32) {
 	case regs.TSNSystemControl:
 		switch on := regs.TSNEnable.Set(c.regs.Get(regs.TSNSystemControl)); {
 		case on && c.enabled.IsZero():
-			c.enabled = time.Now()
+			c.enabled = c.decodeAt
 		case !on:
 			c.enabled = time.Time{}
 		}
@@ -201,7 +212,7 @@ func (c *Chip) writeTxFrame(mosi []byte) error {
 	e.frame = make([]byte, sent)
 	copy(e.frame, mosi[proto.TxWriteHeader:])
 	if c.cfg.LinkBitsPerSec > 0 {
-		e.ready = time.Now() // only the line timeline needs it
+		e.ready = c.decodeAt // only the line timeline needs it
 	}
 	c.host.Push(e)
 	c.hostWr++

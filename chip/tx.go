@@ -93,7 +93,19 @@ func later(a, b time.Time) time.Time {
 
 // maxBackdate bounds how far a frame's start may lie behind the
 // transmitter's wall clock: the real-time timer slack the line absorbs.
-const maxBackdate = 2 * time.Millisecond
+// With the precise timer (Config.Timer) what is left is its lateness,
+// tens of microseconds, so the bound is smaller (as for the SPI bus).
+const (
+	maxBackdate        = 2 * time.Millisecond
+	maxBackdatePrecise = 250 * time.Microsecond
+)
+
+func (c *Chip) maxBackdate() time.Duration {
+	if c.cfg.Timer != nil {
+		return maxBackdatePrecise
+	}
+	return maxBackdate
+}
 
 func (c *Chip) takeHead() {
 	c.host.Pop()
@@ -105,7 +117,7 @@ func (c *Chip) takeHead() {
 func (c *Chip) waitForWork(d time.Duration) bool {
 	var timeout <-chan time.Time
 	if d > 0 {
-		t := time.NewTimer(d)
+		t := c.cfg.Timer.NewTimer(d)
 		defer t.Stop()
 		timeout = t.C
 	}
@@ -140,7 +152,7 @@ func (c *Chip) send(e *txEntry) bool {
 	timed := c.cfg.LinkBitsPerSec > 0
 	start := time.Now()
 	if timed {
-		start = later(later(c.lineFree, e.ready), start.Add(-maxBackdate))
+		start = later(later(c.lineFree, e.ready), start.Add(-c.maxBackdate()))
 	}
 	sof := start.Add(c.wireTime(PreambleLen))
 
@@ -165,7 +177,7 @@ func (c *Chip) send(e *txEntry) bool {
 	if timed {
 		c.lineFree = start.Add(c.wireTime(PreambleLen + len(e.frame) + gap))
 		if d := time.Until(c.lineFree); d > 0 {
-			t := time.NewTimer(d)
+			t := c.cfg.Timer.NewTimer(d)
 			select {
 			case <-t.C:
 			case <-c.stop:

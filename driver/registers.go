@@ -9,6 +9,7 @@ import (
 
 	"tsnsim/chip/proto"
 	"tsnsim/chip/regs"
+	"tsnsim/spibridge"
 )
 
 // ReadRegister reads the 32-bit register half at off (the READ_REG ioctl).
@@ -130,6 +131,9 @@ func (d *Driver) readRetry(ctx context.Context, bo *backoff, off uint16) (uint32
 			return 0, err
 		}
 		d.count(func(s *Stats) { s.SPIErrors++ })
+		if spibridge.Permanent(err) {
+			return 0, err // retrying cannot fix it (another client drives the chip)
+		}
 	}
 	return 0, fmt.Errorf("%w (%d attempts)", err, n)
 }
@@ -151,6 +155,9 @@ func (d *Driver) writeRetry(ctx context.Context, bo *backoff, off uint16, v uint
 			return err
 		}
 		d.count(func(s *Stats) { s.SPIErrors++ })
+		if spibridge.Permanent(err) {
+			return err // retrying cannot fix it (another client drives the chip)
+		}
 	}
 	return fmt.Errorf("%w (%d attempts)", err, n)
 }

@@ -110,22 +110,22 @@ func (b *InProcess) faulty(f SPIFault, tx, rx []byte, waited time.Duration, star
 	if !b.stuckUntil.IsZero() {
 		fs.FaultStuck = 1
 		if !b.stuckUntil.Before(deadline) {
-			sleepUntil(deadline)
+			b.sleepUntil(deadline)
 			b.accountFault(waited, time.Since(start), fs)
 			return b.injected(FaultStuck, n, timeout)
 		}
-		sleepUntil(b.stuckUntil)
+		b.sleepUntil(b.stuckUntil)
 		b.stuckUntil = time.Time{}
 	}
 	if f.TimeoutBefore {
-		sleepUntil(deadline)
+		b.sleepUntil(deadline)
 		fs.FaultTimeoutBefore = 1
 		b.accountFault(waited, time.Since(start), fs)
 		return b.injected(FaultTimeoutBefore, n, timeout)
 	}
 	model := b.timing.Duration(n)
 	if now := time.Now(); !f.TimeoutAfter && now.Add(model+f.Latency).After(deadline) {
-		sleepUntil(deadline)
+		b.sleepUntil(deadline)
 		kind := ""
 		switch {
 		case start.Add(model).After(deadline):
@@ -143,15 +143,15 @@ func (b *InProcess) faulty(f SPIFault, tx, rx []byte, waited time.Duration, star
 	}
 	if f.Latency > 0 {
 		fs.FaultLatency = 1
-		time.Sleep(f.Latency)
+		b.timing.Timer.Sleep(f.Latency)
 	}
-	err := b.transact(tx, rx, model)
+	err := b.transact(tx, rx, time.Now(), model)
 	b.rejected(err)
 	if err != nil {
 		fs.Rejected = 1
 	}
 	if f.TimeoutAfter {
-		sleepUntil(deadline)
+		b.sleepUntil(deadline)
 		fs.FaultTimeoutAfter = 1
 		b.accountFault(waited, time.Since(start), fs)
 		return b.injected(FaultTimeoutAfter, n, timeout)
@@ -172,19 +172,6 @@ func (b *InProcess) injected(kind string, n int, timeout time.Duration) error {
 		zap.Int("len", n), zap.Duration("timeout", timeout))
 	return &FaultError{Kind: kind, Err: fmt.Errorf("spibridge: SPI transfer timed out after %v (injected %s): %w",
 		timeout, kind, syscall.ETIMEDOUT)}
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
-
-func sleepUntil(t time.Time) {
-	if d := time.Until(t); d > 0 {
-		time.Sleep(d)
-	}
 }
 
 // flipBits inverts n distinct bits of the read data in miso (from

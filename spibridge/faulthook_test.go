@@ -34,7 +34,7 @@ func (s *script) Decide(n int, cmd byte) SPIFault {
 
 var _ SPIFaults = (*script)(nil)
 
-// fault returns err's FaultKind, or "" when it is not an injected fault.
+// faultKind returns err's FaultKind, or "" when it is not an injected fault.
 func faultKind(err error) string {
 	var fk interface{ FaultKind() string }
 	if errors.As(err, &fk) {

@@ -33,6 +33,7 @@ import (
 // bus pays one atomic load per transfer.
 type InProcess struct {
 	dev    Device
+	timed  TimedDevice // dev, if it takes decode times
 	timing Timing
 	log    *zap.Logger
 
@@ -41,11 +42,14 @@ type InProcess struct {
 	isShut atomic.Bool // closed is closed; one load on the hot path
 	once   sync.Once
 
-	// Owned by the transfer holding the bus: timer-slack compensation,
-	// and the end of a stuck period injected by a fault (zero: not
-	// stuck).
-	debt       time.Duration // time overslept by earlier transfers, not yet repaid
+	// Owned by the transfer holding the bus: the emulated time the bus
+	// became free (the end of the last transfer's modelled occupancy),
+	// how late on the wall clock that transfer's goroutine woke, and the
+	// end of a stuck period injected by a fault (zero: not stuck).
 	lastEnd    time.Time
+	lastLate   time.Duration
+	lastReturn time.Time // wall clock, when that transfer released the bus
+	woke       time.Time // wall clock, when the holder woke from its last sleep
 	stuckUntil time.Time
 
 	faults    atomic.Pointer[SPIFaults] // nil: no SPI faults
@@ -60,9 +64,23 @@ type InProcess struct {
 	irq   irqLine // under mu
 }
 
-// maxDebt bounds the oversleep the bus repays; debt older than this (the
-// bus was idle) is forgotten.
-const maxDebt = 2 * time.Millisecond
+// The emulated timeline may lag the wall clock by at most this much:
+// what a transfer's wake-up overslept is repaid from the next transfers
+// of a busy period (they start when the previous one ended in the model,
+// not when its goroutine woke), up to the bound; beyond it the timeline
+// jumps to the wall clock. With the precise timer (Timing.Timer) what is
+// left to repay is its lateness, tens of microseconds; Go's own timers
+// wake up to a millisecond late, so without it the bound is larger. In
+// virtual time the timeline never lags.
+const (
+	maxLag        = 2 * time.Millisecond
+	maxLagPrecise = 250 * time.Microsecond
+)
+
+// chainWindow is how soon after the previous transfer returned a
+// transfer must be issued for the bus to take the previous wake-up's
+// lateness back from its start: a host's next step, not a new event.
+const chainWindow = 20 * time.Microsecond
 
 // BusStats is the accounting of one bus.
 type BusStats struct {
@@ -94,8 +112,9 @@ func NewInProcess(dev Device, t Timing, log *zap.Logger) *InProcess {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	timed, _ := dev.(TimedDevice)
 	return &InProcess{
-		dev: dev, timing: t, log: log.Named("spi"),
+		dev: dev, timed: timed, timing: t, log: log.Named("spi"),
 		closed: make(chan struct{}),
 	}
 }
@@ -112,12 +131,24 @@ func (b *InProcess) Timing() Timing { return b.timing }
 // With the timing model off and no fault source set, the hot path reads
 // no clock and arms no timer.
 func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
+	return b.transfer(ctx, tx, rx, nil)
+}
+
+// TransferTimeline implements TimelineTransport: Transfer, reporting the
+// transfer's modelled bus occupancy in tl. With the timing model off, or
+// for a transfer an injected fault took over, tl's Start and End are
+// wall-clock readings.
+func (b *InProcess) TransferTimeline(ctx context.Context, tx, rx []byte, tl *Timeline) error {
+	return b.transfer(ctx, tx, rx, tl)
+}
+
+func (b *InProcess) transfer(ctx context.Context, tx, rx []byte, tl *Timeline) error {
 	if len(tx) == 0 || len(rx) != len(tx) {
 		return fmt.Errorf("spibridge: transfer of %d bytes into a %d-byte buffer: %w", len(tx), len(rx), syscall.EINVAL)
 	}
 	throttled := b.timing.Throttled()
 	var issued time.Time
-	if throttled {
+	if throttled || tl != nil {
 		issued = time.Now()
 	}
 	if err := b.acquire(ctx); err != nil {
@@ -125,8 +156,15 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 	}
 	fp := b.faults.Load()
 	if !throttled && fp == nil && b.stuckUntil.IsZero() {
-		// No timing model, no faults: no clock reads, no timers.
+		// No timing model, no faults: no clock reads, no timers (unless
+		// the caller asked for the timeline).
+		if tl != nil {
+			tl.Queued, tl.Start = issued, time.Now()
+		}
 		err := b.dev.Transact(tx, rx)
+		if tl != nil {
+			tl.End = time.Now()
+		}
 		b.bus.unlock()
 		b.fastTransfers.Add(1)
 		b.fastBytes.Add(uint64(len(tx)))
@@ -136,22 +174,24 @@ func (b *InProcess) Transfer(ctx context.Context, tx, rx []byte) error {
 		}
 		return nil
 	}
-	start := time.Now()
-	if !throttled {
-		issued = start // waits are accounted only with the model on
+	now := time.Now()
+	if issued.IsZero() {
+		issued = now
 	}
-	return b.started(fp, tx, rx, start.Sub(issued), start)
+	return b.started(fp, tx, rx, issued, now, tl)
 }
 
-// started runs a transfer that owns the bus since start (after waiting
-// waited for it) and releases the bus. Its deadline is start plus its
-// timeout.
-func (b *InProcess) started(fp *SPIFaults, tx, rx []byte, waited time.Duration, start time.Time) error {
-	if start.Sub(b.lastEnd) > maxDebt {
-		b.debt = 0
+// started runs a transfer that owns the bus since now, issued at issued,
+// and releases the bus. Its deadline is its start plus its timeout (the
+// wait for the bus is not timed).
+func (b *InProcess) started(fp *SPIFaults, tx, rx []byte, issued, now time.Time, tl *Timeline) error {
+	throttled := b.timing.Throttled()
+	var waited time.Duration
+	if throttled {
+		waited = now.Sub(issued) // waits are accounted only with the model on
 	}
 	timeout := b.timing.TimeoutFor(len(tx))
-	if !b.stuckUntil.IsZero() && !b.stuckUntil.After(start) {
+	if !b.stuckUntil.IsZero() && !b.stuckUntil.After(now) {
 		b.stuckUntil = time.Time{} // the stuck period is over
 	}
 	var f SPIFault
@@ -160,44 +200,134 @@ func (b *InProcess) started(fp *SPIFaults, tx, rx []byte, waited time.Duration, 
 		f = (*fp).Decide(len(tx), tx[0])
 	}
 	if f != (SPIFault{}) || !b.stuckUntil.IsZero() {
-		return b.faulty(f, tx, rx, waited, start, timeout) // releases the bus
+		b.lastLate = 0
+		err := b.faulty(f, tx, rx, waited, now, timeout) // releases the bus
+		if tl != nil {
+			*tl = Timeline{Queued: issued, Start: now, End: time.Now()}
+		}
+		return err
 	}
-
-	defer b.release()
+	// The transfer starts on the modelled bus when it was issued or when
+	// the previous one ended in the model, whichever is later, and no
+	// further behind the wall clock than the lag bound. A transfer issued
+	// right after the previous one returned (within chainWindow: the
+	// driver's next step, such as the frame read after its metadata) has
+	// its issue time taken back by how late the previous holder woke, so
+	// it starts when the model says, not when the late wake-up let it;
+	// the time the host really took in between still counts. In virtual
+	// time nothing is late and the start is the issue or the previous end.
+	// With the model off the transfer starts now.
+	start := now
+	if throttled {
+		eff := issued
+		if issued.Sub(b.lastReturn) <= chainWindow {
+			eff = issued.Add(-b.lastLate)
+		}
+		start = later(later(eff, b.lastEnd), now.Add(-b.maxLag()))
+		issued = earlier(issued, start) // in the model it was issued no later than it started
+	}
+	b.woke = time.Time{}
 	hold := b.timing.Duration(len(tx))
-	if hold > timeout {
-		time.Sleep(timeout)
+	end := start.Add(hold)
+	tooLong := hold > timeout
+	if tooLong {
+		end = start.Add(timeout)
+	}
+	if tl != nil {
+		*tl = Timeline{Queued: issued, Start: start, End: end}
+	}
+	defer func() {
+		b.lastEnd = end
+		// What the last wake-up overslept past the end (device time
+		// excluded; zero in virtual time, where sleeps are exact).
+		b.lastReturn = time.Now()
+		b.lastLate = 0
+		if !b.woke.IsZero() {
+			b.lastLate = min(max(b.woke.Sub(end), 0), b.maxLag())
+		}
+		b.bus.unlock()
+	}()
+	if tooLong {
+		b.sleepUntil(end)
 		b.account(waited, timeout, 0, true, false)
 		return b.timedOut(len(tx), timeout)
 	}
-	err := b.transact(tx, rx, hold)
+	err := b.transact(tx, rx, start, hold)
 	b.rejected(err)
 	b.account(waited, hold, len(tx), false, err != nil)
 	return nil
 }
 
-// release gives the bus up, noting when for the oversleep repayment.
+// release gives the bus up after a transfer an injected fault took over
+// (it ran on the wall clock: the emulated timeline resumes from now).
 // Called by the transfer that owns the bus.
 func (b *InProcess) release() {
-	if b.timing.Throttled() {
-		b.lastEnd = time.Now()
-	}
+	b.lastEnd, b.lastReturn, b.lastLate = time.Now(), time.Now(), 0
 	b.bus.unlock()
 }
 
-// transact holds the bus for hold and has the chip decode the
-// transaction when the model says: a read when its first data byte is
-// due, a write when its last byte is in.
-func (b *InProcess) transact(tx, rx []byte, hold time.Duration) error {
-	if tx[0] != proto.CmdRead {
-		b.hold(hold)
-		return b.dev.Transact(tx, rx)
+// maxLag is how far the bus's emulated timeline may lag the wall clock.
+func (b *InProcess) maxLag() time.Duration {
+	if b.timing.Timer != nil {
+		return maxLagPrecise
 	}
-	dataDue := b.dataDue()
-	b.hold(dataDue)
-	err := b.dev.Transact(tx, rx)
-	b.hold(hold - dataDue)
+	return maxLag
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// transact holds the bus from start for hold and has the chip decode
+// the transaction when the model says: a read when its first data byte
+// is due, a write when its last byte is in.
+func (b *InProcess) transact(tx, rx []byte, start time.Time, hold time.Duration) error {
+	if tx[0] != proto.CmdRead {
+		b.sleepUntil(start.Add(hold))
+		return b.decode(tx, rx, start.Add(hold))
+	}
+	b.sleepUntil(start.Add(b.dataDue()))
+	err := b.decode(tx, rx, start.Add(b.dataDue()))
+	b.sleepUntil(start.Add(hold))
 	return err
+}
+
+// sleepUntil holds the bus until t on the emulated timeline, through the
+// precise timer in a real-time run that opted in (Timing.Timer), through
+// the time package otherwise (exact in virtual time). Real-time wake-ups
+// are late; the next transfer of a busy period starts at t all the same
+// (see maxLag and chainWindow), so the lateness is repaid instead of
+// accumulating. It notes when the holder woke: after a sleep it made,
+// or at the transfer's first deadline if that had already passed.
+func (b *InProcess) sleepUntil(t time.Time) {
+	switch d := time.Until(t); {
+	case d > 0:
+		b.timing.Timer.Sleep(d)
+		b.woke = time.Now()
+	case b.woke.IsZero():
+		// Already past t (an earlier wake-up was late): the lateness
+		// carries over, measured before the chip decodes anything.
+		b.woke = time.Now()
+	}
+}
+
+// decode has the chip decode the transaction, telling a TimedDevice the
+// modelled decode time at.
+func (b *InProcess) decode(tx, rx []byte, at time.Time) error {
+	if b.timed != nil {
+		return b.timed.TransactAt(tx, rx, at)
+	}
+	return b.dev.Transact(tx, rx)
 }
 
 // dataDue is when, into its hold, a read's first data byte is due: when
@@ -214,26 +344,6 @@ func (b *InProcess) rejected(err error) {
 	if err != nil {
 		b.log.Debug("chip rejected transaction", zap.Error(err))
 	}
-}
-
-// hold keeps the bus for d. Timers wake late in real time (tens of
-// microseconds to a millisecond, against transfers of tens of
-// microseconds), so the bus repays what it overslept from the next holds
-// of a busy period: over a burst, emulated bus time tracks the model
-// instead of the timer granularity. In virtual time (synctest) sleeps are
-// exact and the debt is always zero.
-func (b *InProcess) hold(d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	if b.debt >= d {
-		b.debt -= d
-		return
-	}
-	d -= b.debt
-	start := time.Now()
-	time.Sleep(d)
-	b.debt = min(time.Since(start)-d, maxDebt)
 }
 
 // acquire takes the bus. The wait has no timeout (see Transfer): it

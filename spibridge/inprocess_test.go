@@ -13,15 +13,12 @@ import (
 )
 
 // fakeDev is a Device that records when each transaction is decoded.
-// block, if set, is how long the first Transact call takes (a device that
-// keeps the bus beyond the timing model).
 type fakeDev struct {
-	mu    sync.Mutex
-	at    []time.Time
-	mosi  [][]byte
-	err   error
-	block time.Duration
-	irq   chan struct{}
+	mu   sync.Mutex
+	at   []time.Time
+	mosi [][]byte
+	err  error
+	irq  chan struct{}
 }
 
 func newFakeDev() *fakeDev { return &fakeDev{irq: make(chan struct{}, 1)} }
@@ -30,15 +27,10 @@ func (d *fakeDev) Transact(mosi, miso []byte) error {
 	d.mu.Lock()
 	d.at = append(d.at, time.Now())
 	d.mosi = append(d.mosi, append([]byte(nil), mosi...))
-	block := d.block
-	d.block = 0
 	err := d.err
 	d.mu.Unlock()
 	for i := range miso {
 		miso[i] = 0xA5
-	}
-	if block > 0 {
-		time.Sleep(block)
 	}
 	return err
 }
@@ -209,43 +201,45 @@ func TestSharedBusQueues(t *testing.T) {
 }
 
 // TestWaiterIsNotTimed: as with spi_sync on Linux, waiting for the bus
-// is not timed. A transfer queued behind one that keeps the bus ten
-// times its 1 ms timeout waits, then runs and succeeds; its timeout
-// starts when it owns the bus.
+// is not timed. A transfer queued behind two that each keep the bus for
+// their whole 1 ms timeout (injected timeout-after) waits about twice its
+// own timeout, then runs and succeeds; its timeout starts when it owns
+// the bus.
 func TestWaiterIsNotTimed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dev := newFakeDev()
-		dev.block = 10 * time.Millisecond // the holder's chip call takes 10 ms
 		tm := DefaultTiming()
 		tm.Timeout = time.Millisecond
 		b := NewInProcess(dev, tm, nil)
 		defer b.Close()
+		b.SetFaults(&script{faults: []SPIFault{{TimeoutAfter: true}, {TimeoutAfter: true}}})
 		ctx := context.Background()
 
 		start := time.Now()
 		var wg sync.WaitGroup
-		wg.Go(func() {
-			if err := b.Transfer(ctx, proto.RegWrite(0x0294, 1), make([]byte, 7)); err != nil {
-				t.Error(err)
-			}
-		})
-		time.Sleep(100 * time.Microsecond)
+		for range 2 {
+			wg.Go(func() {
+				if err := b.Transfer(ctx, proto.RegWrite(0x0294, 1), make([]byte, 7)); faultKind(err) != FaultTimeoutAfter {
+					t.Errorf("holder: %v, want the injected timeout-after", err)
+				}
+			})
+			time.Sleep(50 * time.Microsecond)
+		}
 		issued := time.Now()
 		if err := b.Transfer(ctx, proto.RegRead(0x0288), make([]byte, 8)); err != nil {
 			t.Errorf("waiter: %v, want success (waiting is not timed)", err)
 		}
-		holder := 10*time.Millisecond + 20*time.Microsecond + time.Duration(7*8)*time.Second/15_000_000
-		wantWait := holder - issued.Sub(start)
+		wantWait := 2*tm.Timeout - issued.Sub(start)
 		if got := time.Since(issued); got != wantWait+regReadHold {
 			t.Errorf("waiter done after %v, want %v (wait) + %v (own hold)", got, wantWait, regReadHold)
 		}
 		wg.Wait()
-		if n := len(dev.calls()); n != 2 {
-			t.Errorf("device saw %d transactions, want 2", n)
+		if n := len(dev.calls()); n != 3 {
+			t.Errorf("device saw %d transactions, want 3", n)
 		}
 		s := b.Stats()
-		if s.Timeouts != 0 || s.Transfers != 2 || s.MaxWait != wantWait {
-			t.Errorf("stats %+v, want 0 timeouts, 2 transfers, MaxWait %v", s, wantWait)
+		if s.Timeouts != 2 || s.FaultTimeoutAfter != 2 || s.Transfers != 1 || s.MaxWait != wantWait {
+			t.Errorf("stats %+v, want 2 timeouts (both injected), 1 transfer, MaxWait %v", s, wantWait)
 		}
 	})
 }

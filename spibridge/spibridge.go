@@ -6,7 +6,11 @@ package spibridge
 
 import (
 	"context"
+	"errors"
+	"syscall"
 	"time"
+
+	"tsnsim/rtimer"
 )
 
 // Transport is one SPI device as the host sees it.
@@ -26,6 +30,16 @@ type Transport interface {
 	Close() error
 }
 
+// Permanent reports whether a transfer error is one that retrying cannot
+// fix: the transport is closed (EBADF), or the transport's error says so
+// (a Permanent() bool method; the socket client's refusal when another
+// client drives the chip). A driver gives up on it at once instead of
+// retrying until its budget.
+func Permanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.Is(err, syscall.EBADF) || (errors.As(err, &p) && p.Permanent())
+}
+
 // Device is the chip side of a bus: what a transport drives. chip.Chip
 // implements it.
 type Device interface {
@@ -34,6 +48,16 @@ type Device interface {
 	Transact(mosi, miso []byte) error
 	// IRQ delivers the interrupt line's falling edges, coalesced.
 	IRQ() <-chan struct{}
+}
+
+// TimedDevice is a Device that takes the modelled decode time of a
+// transaction (the chip does): the in-process bus passes it so that a
+// late real-time wake-up of the bus does not delay what the chip does
+// with the transaction (a TX frame's start on the line). In virtual time
+// it is the current time.
+type TimedDevice interface {
+	Device
+	TransactAt(mosi, miso []byte, at time.Time) error
 }
 
 // Defaults of the cycle-approximate SPI model (chip.md section 5).
@@ -57,6 +81,10 @@ type Timing struct {
 	// spi_transfer_wait() times only the started transfer. Zero: the
 	// Linux 6.x formula, LinuxTimeout.
 	Timeout time.Duration
+	// Timer, if set, is the precise timer service the bus sleeps through
+	// in a real-time run (rtimer); nil uses the time package, which tests
+	// and virtual time need.
+	Timer *rtimer.Service
 }
 
 // DefaultTiming is the model of the boards: 15 MHz, 20 us overhead,

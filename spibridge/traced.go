@@ -124,11 +124,21 @@ const DefaultTracePrefix = 64
 // TraceEvent is one SPI transfer as a Traced transport saw it.
 type TraceEvent struct {
 	Node string
-	// Start is when Transfer was called; Duration is how long it took,
-	// waiting for the bus included. Both come from the time package, so
-	// they are emulated (virtual) time inside a synctest bubble.
+	// Start is when Transfer was called (queued for the bus); Duration
+	// runs from then to the end of the transfer's bus occupancy, waiting
+	// for the bus included. BusStart is when it started to occupy the
+	// bus. Over a TimelineTransport (the in-process bus) these are the
+	// modelled timeline, so durations are the model's even in real time;
+	// over other transports BusStart is zero and Duration is how long the
+	// call took. All come from the time package, so they are emulated
+	// (virtual) time inside a synctest bubble.
 	Start    time.Time
 	Duration time.Duration
+	BusStart time.Time
+	// Late is how long after the modelled end the Transfer call returned
+	// (wall clock): the real-time timer's lateness plus scheduling. Zero
+	// in virtual time and over transports without a timeline.
+	Late time.Duration
 	Header
 	// Len is the full length of the transfer (MOSI and MISO have the
 	// same length).
@@ -184,15 +194,17 @@ func TracePrefix(n int) TraceOption {
 // Transfer to a Recorder. It adds no timing of its own beyond copying
 // the prefixes and calling the recorder after the transfer returned.
 type Traced struct {
-	inner  Transport
-	node   string
-	rec    Recorder
-	prefix int
+	inner    Transport
+	timeline TimelineTransport // inner, if it reports timelines
+	node     string
+	rec      Recorder
+	prefix   int
 }
 
 // NewTraced returns tr traced as node into rec.
 func NewTraced(tr Transport, node string, rec Recorder, opts ...TraceOption) *Traced {
 	t := &Traced{inner: tr, node: node, rec: rec, prefix: DefaultTracePrefix}
+	t.timeline, _ = tr.(TimelineTransport)
 	for _, o := range opts {
 		o(t)
 	}
@@ -200,14 +212,26 @@ func NewTraced(tr Transport, node string, rec Recorder, opts ...TraceOption) *Tr
 }
 
 // Transfer implements Transport: it forwards to the inner transport,
-// then records the transfer.
+// then records the transfer, with its modelled timeline when the inner
+// transport reports one (TimelineTransport).
 func (t *Traced) Transfer(ctx context.Context, tx, rx []byte) error {
 	start := time.Now()
-	err := t.inner.Transfer(ctx, tx, rx)
-	dur := time.Since(start)
+	var tl Timeline
+	var err error
+	if t.timeline != nil {
+		err = t.timeline.TransferTimeline(ctx, tx, rx, &tl)
+	} else {
+		err = t.inner.Transfer(ctx, tx, rx)
+	}
+	returned := time.Now()
 	ev := TraceEvent{
-		Node: t.node, Start: start, Duration: dur, Header: DecodeHeader(tx),
+		Node: t.node, Start: start, Duration: returned.Sub(start), Header: DecodeHeader(tx),
 		Len: len(tx), MOSI: t.keep(tx), Err: err,
+	}
+	if !tl.End.IsZero() {
+		ev.Start, ev.BusStart = tl.Queued, tl.Start
+		ev.Duration = tl.End.Sub(tl.Queued)
+		ev.Late = max(returned.Sub(tl.End), 0)
 	}
 	if err == nil {
 		ev.MISO = t.keep(rx)

@@ -95,7 +95,7 @@ func TestTracedInProcessChip(t *testing.T) {
 		ev := rec.only(t)
 		// 20 us overhead + 8 bytes * 8 bits at 15 MHz (4266 ns).
 		want := TraceEvent{
-			Node: "a", Start: t0, Duration: 24266 * time.Nanosecond,
+			Node: "a", Start: t0, Duration: 24266 * time.Nanosecond, BusStart: t0,
 			Header: Header{SpaceRegRead, DirRead, 0x3280, "TSN_MAC_ADDR_H"},
 			Len:    8, MOSI: []byte{0x02, 0x32, 0x80, 0, 0, 0, 0, 0}, MISO: wantMISO,
 		}
@@ -113,7 +113,7 @@ func TestTracedInProcessChip(t *testing.T) {
 		}
 		ev = rec.only(t)
 		want = TraceEvent{
-			Node: "a", Start: t1, Duration: 20*time.Microsecond + 99*8*time.Second/15_000_000,
+			Node: "a", Start: t1, Duration: 20*time.Microsecond + 99*8*time.Second/15_000_000, BusStart: t1,
 			Header: Header{SpaceTxFrame, DirWrite, 0x2000, ""},
 			Len:    99, MOSI: mosi[:64], MISO: make([]byte, 64),
 		}
@@ -127,6 +127,7 @@ func TestTracedInProcessChip(t *testing.T) {
 func checkEvent(t *testing.T, got, want TraceEvent) {
 	t.Helper()
 	if got.Node != want.Node || !got.Start.Equal(want.Start) || got.Duration != want.Duration ||
+		!got.BusStart.Equal(want.BusStart) || got.Late != want.Late ||
 		got.Header != want.Header || got.Len != want.Len || !bytes.Equal(got.MOSI, want.MOSI) ||
 		!bytes.Equal(got.MISO, want.MISO) || (got.MISO == nil) != (want.MISO == nil) ||
 		!errors.Is(got.Err, want.Err) || got.Errno != want.Errno || got.Fault != want.Fault {

@@ -72,8 +72,10 @@ func (r *Record) validate() error {
 		return fmt.Errorf("unknown dir %q", r.Dir)
 	case r.Result != ResultOK && r.Result != ResultError:
 		return fmt.Errorf("result %q: want %q or %q", r.Result, ResultOK, ResultError)
-	case r.Len < 0 || r.Dur < 0:
-		return fmt.Errorf("negative len %d or dur %d", r.Len, r.Dur)
+	case r.Len < 0 || r.Dur < 0 || r.LateNs < 0:
+		return fmt.Errorf("negative len %d, dur %d or late_ns %d", r.Len, r.Dur, r.LateNs)
+	case r.Start != nil && (*r.Start < r.T || *r.Start > r.End()):
+		return fmt.Errorf("start %d outside the transfer's [t, t+dur] = [%d, %d]", *r.Start, r.T, r.End())
 	case len(r.MOSI) > r.Len || len(r.MISO) > r.Len:
 		return fmt.Errorf("%d MOSI and %d MISO bytes exceed the transfer length %d", len(r.MOSI), len(r.MISO), r.Len)
 	}

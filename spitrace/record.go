@@ -17,11 +17,16 @@
 //
 // One JSON object per line (JSON Lines), one line per Transfer:
 //
-//	{"t":0,"node":"a","space":"reg_read","dir":"read","addr":"0x3288","reg":"TSN_SYSCOUNT_H","len":8,"dur":24266,"result":"ok","mosi":"0232880000000000","miso":"0000000000000000"}
+//	{"t":0,"node":"a","space":"reg_read","dir":"read","addr":"0x3288","reg":"TSN_SYSCOUNT_H","len":8,"dur":24266,"start":0,"late_ns":21042,"result":"ok","mosi":"0232880000000000","miso":"0000000000000000"}
 //
-// t is when Transfer was called and dur how long it took (waiting for
-// the bus included), both in nanoseconds of emulated time, t since the
-// writer's epoch. space and dir are decoded from the MOSI header
+// t is when Transfer was called (queued for the bus), start when the
+// transfer began to occupy the bus and t+dur when it released it, all in
+// nanoseconds of emulated time since the writer's epoch, from the bus's
+// modelled timeline: in real time too, dur-(start-t) is the model's
+// overhead + 8n/f. late_ns is how much later, on the wall clock, the call
+// returned (timer lateness and scheduling; absent in virtual time).
+// Transports without a timeline (socket, spidev) write no start and the
+// call's duration as dur. space and dir are decoded from the MOSI header
 // (spibridge.DecodeHeader), addr is its 16-bit address, reg the register
 // half's name where the register map declares it. len is the full
 // transfer length; mosi and miso are hex of its first bytes (64 by
@@ -63,24 +68,45 @@ const ErrnoOther = "other"
 
 // Record is one line of a trace file.
 type Record struct {
-	T      int64           `json:"t"`    // ns since the epoch when Transfer was called
-	Node   string          `json:"node"` // node name
-	Space  spibridge.Space `json:"space"`
-	Dir    spibridge.Dir   `json:"dir"`
-	Addr   Addr            `json:"addr"`
-	Reg    string          `json:"reg,omitempty"`
-	Len    int             `json:"len"` // full transfer length, bytes
-	Dur    int64           `json:"dur"` // ns the Transfer call took
-	Result string          `json:"result"`
-	Err    string          `json:"err,omitempty"`
-	Errno  string          `json:"errno,omitempty"`
-	Fault  string          `json:"fault,omitempty"`
-	MOSI   Hex             `json:"mosi"`
-	MISO   Hex             `json:"miso,omitempty"`
+	T     int64           `json:"t"`    // ns since the epoch when Transfer was called
+	Node  string          `json:"node"` // node name
+	Space spibridge.Space `json:"space"`
+	Dir   spibridge.Dir   `json:"dir"`
+	Addr  Addr            `json:"addr"`
+	Reg   string          `json:"reg,omitempty"`
+	Len   int             `json:"len"` // full transfer length, bytes
+	Dur   int64           `json:"dur"` // ns from t to the end of the transfer's bus occupancy
+	// Start is when the transfer began to occupy the bus, ns since the
+	// epoch, on the bus's modelled timeline (absent when the transport
+	// reports no timeline: then dur is how long the call took).
+	Start *int64 `json:"start,omitempty"`
+	// LateNs is how long after the modelled end the call returned, wall
+	// clock (timer lateness and scheduling; 0 in virtual time).
+	LateNs int64  `json:"late_ns,omitempty"`
+	Result string `json:"result"`
+	Err    string `json:"err,omitempty"`
+	Errno  string `json:"errno,omitempty"`
+	Fault  string `json:"fault,omitempty"`
+	MOSI   Hex    `json:"mosi"`
+	MISO   Hex    `json:"miso,omitempty"`
 }
 
 // End is the completion time of the transfer, ns since the epoch.
 func (r *Record) End() int64 { return r.T + r.Dur }
+
+// BusStart is when the transfer began to occupy the bus, ns since the
+// epoch: Start when the record has it, else T (queueing then counts as
+// occupancy).
+func (r *Record) BusStart() int64 {
+	if r.Start != nil {
+		return *r.Start
+	}
+	return r.T
+}
+
+// Occupancy is how long the transfer occupied the bus, ns: the modelled
+// duration of the transfer itself, without queueing.
+func (r *Record) Occupancy() int64 { return r.End() - r.BusStart() }
 
 // Failed reports whether the transfer returned an error.
 func (r *Record) Failed() bool { return r.Result == ResultError }
@@ -126,7 +152,11 @@ func RecordOf(ev spibridge.TraceEvent, epoch time.Time) Record {
 		T: int64(ev.Start.Sub(epoch)), Node: ev.Node,
 		Space: ev.Space, Dir: ev.Dir, Addr: Addr(ev.Addr), Reg: ev.Reg,
 		Len: ev.Len, Dur: int64(ev.Duration), Result: ResultOK,
-		MOSI: ev.MOSI, MISO: ev.MISO,
+		MOSI: ev.MOSI, MISO: ev.MISO, LateNs: int64(ev.Late),
+	}
+	if !ev.BusStart.IsZero() {
+		start := int64(ev.BusStart.Sub(epoch))
+		r.Start = &start
 	}
 	if ev.Err != nil {
 		r.Result = ResultError

@@ -21,7 +21,15 @@ func (s Summary) Write(w io.Writer) error {
 			n.Node, n.Transactions, n.Bytes, n.Errors, n.First, n.Last, n.Span)
 		fmt.Fprintf(tw, "  bus busy %v (%.1f%% of the span), %v in transfers (queueing included)\n",
 			n.Busy, 100*n.Utilisation, n.InTransfer)
-		fmt.Fprintln(tw, "  kind\tcount\tbytes\terrors\tp50\tp90\tp99\tmax")
+		if n.Late.Max > 0 {
+			fmt.Fprintf(tw, "  wall clock: transfers returned p50 %v, p99 %v, max %v after their modelled end; %d later than %v\n",
+				n.Late.P50, n.Late.P99, n.Late.Max, n.Late.Over, LateThreshold)
+		}
+		what := "(whole calls, queueing included: the transport records no bus timeline)"
+		if n.Timeline {
+			what = "(time on the bus, queueing excluded)"
+		}
+		fmt.Fprintln(tw, "  kind\tcount\tbytes\terrors\tp50\tp90\tp99\tmax\t"+what)
 		for _, k := range n.Kinds {
 			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%v\t%v\t%v\t%v\n", k.Space, k.Count, k.Bytes, k.Errors, k.P50, k.P90, k.P99, k.Max)
 		}

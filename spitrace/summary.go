@@ -37,6 +37,14 @@ type NodeSummary struct {
 	// InTransfer is the sum of all transfer durations, queueing
 	// included: above Busy when transfers waited for the bus.
 	InTransfer time.Duration `json:"in_transfer_ns"`
+	// Late summarises how long after their modelled end the transfers
+	// returned on the wall clock (late_ns): real-time timer lateness and
+	// scheduling, kept out of the durations. Zero in virtual time.
+	Late LateSummary `json:"late"`
+	// Timeline reports whether the node's records carry the bus's
+	// modelled timeline (start): then Kinds are time on the bus,
+	// otherwise whole calls, queueing included.
+	Timeline bool `json:"timeline"`
 	// Utilisation is Busy / Span (0 for an empty span).
 	Utilisation float64       `json:"utilisation"`
 	Kinds       []KindSummary `json:"kinds"` // in spibridge.Spaces order, kinds seen only
@@ -47,9 +55,27 @@ type NodeSummary struct {
 	Faults map[string]int `json:"faults,omitempty"`
 }
 
+// LateSummary is the wall-clock lateness of a node's transfers:
+// nearest-rank percentiles of late_ns, its maximum, and how many
+// transfers returned more than LateThreshold after their modelled end.
+type LateSummary struct {
+	P50  time.Duration `json:"p50_ns"`
+	P99  time.Duration `json:"p99_ns"`
+	Max  time.Duration `json:"max_ns"`
+	Over int           `json:"over_threshold"`
+}
+
+// LateThreshold is the lateness LateSummary.Over counts beyond: what a
+// real-time run with the precise timer aims to stay within.
+const LateThreshold = 100 * time.Microsecond
+
 // KindSummary summarises one address space's transfers. Percentiles are
-// nearest-rank over the transfer durations (the value below or at which
-// p% of them lie), failed transfers included.
+// nearest-rank (the value below or at which p% of them lie) over the
+// transfers' bus occupancy: from when a transfer started to occupy the
+// bus to when it released it, queueing excluded, on the bus's modelled
+// timeline (overhead + 8n/f for the in-process bus, in real time too);
+// failed transfers included. For traces without bus starts (transports
+// with no timeline) they are over the whole call, queueing included.
 type KindSummary struct {
 	Space  spibridge.Space `json:"space"`
 	Count  int             `json:"count"`
@@ -77,7 +103,9 @@ type nodeAcc struct {
 	sum         int64
 	bytes       int64
 	errs        int
-	spans       []span // start, duration of every transfer
+	spans       []span // bus start, occupancy of every transfer
+	late        []int64
+	timeline    bool // some record had a bus start
 	kinds       map[spibridge.Space]*kindAcc
 	errnos      map[string]int
 	faults      map[string]int
@@ -107,14 +135,16 @@ func (s *Summariser) Add(r Record) {
 	a.last = max(a.last, r.End())
 	a.sum += r.Dur
 	a.bytes += int64(r.Len)
-	a.spans = append(a.spans, span{r.T, r.Dur})
+	a.spans = append(a.spans, span{r.BusStart(), r.Occupancy()})
+	a.late = append(a.late, r.LateNs)
+	a.timeline = a.timeline || r.Start != nil
 	k := a.kinds[r.Space]
 	if k == nil {
 		k = &kindAcc{}
 		a.kinds[r.Space] = k
 	}
 	k.bytes += int64(r.Len)
-	k.durs = append(k.durs, r.Dur)
+	k.durs = append(k.durs, r.Occupancy())
 	if r.Failed() {
 		a.errs++
 		k.errs++
@@ -139,9 +169,16 @@ func (a *nodeAcc) summary(name string) NodeSummary {
 		Node: name, Transactions: len(a.spans), Bytes: a.bytes, Errors: a.errs,
 		First: time.Duration(a.first), Last: time.Duration(a.last), Span: time.Duration(a.last - a.first),
 		Busy: time.Duration(busy(a.spans)), InTransfer: time.Duration(a.sum), Kinds: []KindSummary{},
+		Timeline: a.timeline,
 	}
 	if n.Span > 0 {
 		n.Utilisation = float64(n.Busy) / float64(n.Span)
+	}
+	if len(a.late) > 0 {
+		slices.Sort(a.late)
+		n.Late = LateSummary{P50: percentile(a.late, 50), P99: percentile(a.late, 99), Max: time.Duration(a.late[len(a.late)-1])}
+		i, _ := slices.BinarySearch(a.late, int64(LateThreshold)+1)
+		n.Late.Over = len(a.late) - i
 	}
 	for _, sp := range spibridge.Spaces {
 		k := a.kinds[sp]

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"tsnsim/spibridge"
 )
 
 // handTrace is a small trace written by hand. Node a: two overlapping
@@ -73,7 +75,7 @@ func TestSummaryText(t *testing.T) {
 
 node a: 5 transactions, 137 bytes, 2 errors, from 0s to 2µs (span 2µs)
   bus busy 1.46µs (73.0% of the span), 1.51µs in transfers (queueing included)
-  kind      count  bytes  errors  p50    p90    p99    max
+  kind      count  bytes  errors  p50    p90    p99    max  (whole calls, queueing included: the transport records no bus timeline)
   reg_read  3      24     1       100ns  1µs    1µs    1µs
   rx_meta   1      14     1       10ns   10ns   10ns   10ns
   tx_frame  1      99     0       300ns  300ns  300ns  300ns
@@ -82,7 +84,7 @@ node a: 5 transactions, 137 bytes, 2 errors, from 0s to 2µs (span 2µs)
 
 node b: 1 transactions, 14 bytes, 0 errors, from 100ns to 140ns (span 40ns)
   bus busy 40ns (100.0% of the span), 40ns in transfers (queueing included)
-  kind     count  bytes  errors  p50   p90   p99   max
+  kind     count  bytes  errors  p50   p90   p99   max  (whole calls, queueing included: the transport records no bus timeline)
   rx_meta  1      14     0       40ns  40ns  40ns  40ns
 `
 	if out.String() != want {
@@ -154,7 +156,7 @@ func TestReaderErrors(t *testing.T) {
 		{`{"t":0,"node":"a","space":"dma","dir":"read","addr":"0x3288","len":8,"dur":1,"result":"ok","mosi":""}`, `line 2: unknown space "dma"`},
 		{`{"t":0,"node":"a","space":"reg_read","dir":"up","addr":"0x3288","len":8,"dur":1,"result":"ok","mosi":""}`, `line 2: unknown dir "up"`},
 		{`{"t":0,"node":"a","space":"reg_read","dir":"read","addr":"0x3288","len":8,"dur":1,"result":"maybe","mosi":""}`, `line 2: result "maybe"`},
-		{`{"t":0,"node":"a","space":"reg_read","dir":"read","addr":"0x3288","len":8,"dur":-1,"result":"ok","mosi":""}`, "line 2: negative len 8 or dur -1"},
+		{`{"t":0,"node":"a","space":"reg_read","dir":"read","addr":"0x3288","len":8,"dur":-1,"result":"ok","mosi":""}`, "line 2: negative len 8, dur -1"},
 		{`{"t":0,"node":"a","space":"reg_read","dir":"read","addr":"0x3288","len":1,"dur":1,"result":"ok","mosi":"0232"}`, "line 2: 2 MOSI and 0 MISO bytes exceed the transfer length 1"},
 		{good[:len(good)-10], "line 2: unexpected end of JSON input"},
 		{strings.Repeat("x", MaxLineLen+1), "line 2: longer than"},
@@ -183,5 +185,59 @@ func TestReaderNext(t *testing.T) {
 	}
 	if n != 6 || rd.Line() != 7 {
 		t.Errorf("%d records over %d lines, want 6 over 7", n, rd.Line())
+	}
+}
+
+// TestSummaryTimeline: records with the bus's modelled timeline (start,
+// late_ns) are summarised by their time on the bus, queueing excluded,
+// with the wall-clock lateness apart.
+func TestSummaryTimeline(t *testing.T) {
+	start := func(ns int64) *int64 { return &ns }
+	recs := []Record{
+		// Two reads queued at 0: the second waits 24266 ns for the first.
+		{T: 0, Node: "a", Space: spibridge.SpaceRegRead, Dir: spibridge.DirRead, Len: 8, Dur: 24266, Start: start(0), LateNs: 30_000, Result: ResultOK},
+		{T: 0, Node: "a", Space: spibridge.SpaceRegRead, Dir: spibridge.DirRead, Len: 8, Dur: 48532, Start: start(24266), LateNs: 150_000, Result: ResultOK},
+		{T: 100_000, Node: "a", Space: spibridge.SpaceRxMeta, Dir: spibridge.DirRead, Len: 14, Dur: 27466, Start: start(100_000), LateNs: 20_000, Result: ResultOK},
+	}
+	sum := Summarise(recs)
+	n := sum.Nodes[0]
+	if k := n.Kinds[0]; k.Space != spibridge.SpaceRegRead || k.P50 != 24266 || k.Max != 24266 {
+		t.Errorf("reg_read %+v: want every transfer 24.266µs on the bus", k)
+	}
+	if !n.Timeline || Summarise(recs[:0]).Transactions != 0 {
+		t.Error("records with a bus start: summary does not say it has the timeline")
+	}
+	if n.Busy != 2*24266+27466 || n.InTransfer != 24266+48532+27466 {
+		t.Errorf("busy %v, in transfers %v", n.Busy, n.InTransfer)
+	}
+	if want := (LateSummary{P50: 30 * time.Microsecond, P99: 150 * time.Microsecond, Max: 150 * time.Microsecond, Over: 1}); n.Late != want {
+		t.Errorf("late %+v, want %+v", n.Late, want)
+	}
+	var out bytes.Buffer
+	if err := sum.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "wall clock: transfers returned p50 30µs, p99 150µs, max 150µs after their modelled end; 1 later than 100µs"; !strings.Contains(out.String(), want) {
+		t.Errorf("text report lacks %q:\n%s", want, out.String())
+	}
+	// The fields survive the file: write, read back, same summary.
+	var buf bytes.Buffer
+	for _, r := range recs {
+		line, err := encode(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Write(line)
+	}
+	back, err := Read(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(Summarise(back), sum) {
+		t.Errorf("read back: %+v", back)
+	}
+	bad := `{"t":10,"node":"a","space":"reg_read","dir":"read","addr":"0x3288","len":8,"dur":5,"start":2,"result":"ok","mosi":""}`
+	if _, err := Read(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Errorf("start before t: error %v", err)
 	}
 }

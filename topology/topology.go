@@ -17,6 +17,7 @@ import (
 	"tsnsim/chip"
 	"tsnsim/driver"
 	"tsnsim/fault"
+	"tsnsim/rtimer"
 	"tsnsim/spibridge"
 )
 
@@ -38,6 +39,12 @@ type Config struct {
 	// interrupt lines and chips and into both directions of the cable
 	// (each node's name selects its faults). The caller closes it.
 	Faults *fault.Injector
+	// Timer, if set, is the precise timer service of a real-time run:
+	// WithDefaults gives it to the chips, the SPI buses and the cable
+	// (their own Timer fields), which then wait through it instead of
+	// the time package. Tests leave it nil (virtual time needs the time
+	// package); the caller closes it after the topology.
+	Timer  *rtimer.Service
 	Logger *zap.Logger
 }
 
@@ -131,7 +138,7 @@ func InjectFaults(inj *fault.Injector, c *chip.Chip, bus *spibridge.InProcess, c
 
 // WithDefaults fills the fields New would: names "a" and "b", a nop
 // logger, one epoch for both chips (now), the chips' link speed for the
-// cable. Callers building chips one at a time (NewChip) use it once.
+// cable, the precise timer (if any) for chips, buses and cable. Callers building chips one at a time (NewChip) use it once.
 func (cfg Config) WithDefaults() Config {
 	if cfg.Names == ([2]string{}) {
 		cfg.Names = [2]string{"a", "b"}
@@ -144,6 +151,9 @@ func (cfg Config) WithDefaults() Config {
 	}
 	if cfg.Cable.LinkBitsPerSec == 0 {
 		cfg.Cable.LinkBitsPerSec = cfg.Chip.LinkBitsPerSec
+	}
+	if cfg.Timer != nil {
+		cfg.Chip.Timer, cfg.SPI.Timer, cfg.Cable.Timer = cfg.Timer, cfg.Timer, cfg.Timer
 	}
 	return cfg
 }

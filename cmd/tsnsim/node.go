@@ -407,9 +407,7 @@ func (n *singleNode) runTAP() error {
 	closeDev() // no more frames offered; interface and namespace removed
 	s := n.stop()
 	ts := dev.Stats()
-	r.printf("tap %s: %d frames written to the stack, %d write errors; %d read, %d to the driver, %d dropped by it, %d abandoned at close\n",
-		name, ts.Written, ts.WriteErrors, ts.Read, ts.Offered, ts.Dropped, ts.Abandoned)
-	r.lose(topology.Loss{Count: ts.Abandoned, Where: fmt.Sprintf("abandoned at tap %s at close", name)})
+	reportTAP(r, name, ts)
 	if kernel != nil {
 		auditKernel(r, name, n.name, *kernel, ts)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -312,7 +313,7 @@ func TestOneNodeServe(t *testing.T) {
 		"tcp echo from 10.0.0.2:",
 		fmt.Sprintf("%d bytes in, %d out", bulk, bulk),
 		"service udp echo   : 1 datagrams",
-		"PASS",
+		"\nCLEAN",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("node output lacks %q:\n%s", want, out)
@@ -367,12 +368,16 @@ func TestOneNodeTAP(t *testing.T) {
 		t.Errorf("from source: %v, sha256 %s want %s", err, o, sum)
 	}
 	waitUntil(t, func() bool { return svc.Stats()[1].BytesIn == bulk }, "4 MiB at the peer's discard service")
+	// The peer stops talking before the node stops: frames that reach a
+	// node whose link is already down are lost (and the verdict says so).
+	svc.Close()
+	waitQuiet(t, ns, ns)
 
 	out, err := node.stop()
 	if err != nil {
 		t.Errorf("node exited with %v:\n%s\n%s", err, out, node.stderr.String())
 	}
-	if !strings.Contains(out, "PASS") || !strings.Contains(out, "in namespace "+ns) {
+	if !strings.Contains(out, "\nCLEAN") || !strings.Contains(out, "in namespace "+ns) {
 		t.Errorf("node output:\n%s", out)
 	}
 	if o, _ := exec.Command("ip", "netns", "list").CombinedOutput(); strings.Contains(string(o), prefix) {
@@ -385,6 +390,34 @@ func TestOneNodeTAP(t *testing.T) {
 }
 
 // waitUntil polls cond for up to 30 s (real time: processes and stacks).
+// waitQuiet waits until interface ifname in namespace ns has received
+// nothing for 500 ms, reading its counters as a user would (ip -s link).
+func waitQuiet(t *testing.T, ns, ifname string) {
+	t.Helper()
+	rx := func() string {
+		o, err := exec.Command("ip", "-n", ns, "-s", "-j", "link", "show", ifname).Output()
+		if err != nil {
+			t.Fatalf("ip -s link: %v", err)
+		}
+		var links []struct {
+			Stats struct {
+				RX struct{ Packets uint64 } `json:"rx"`
+			} `json:"stats64"`
+		}
+		if err := json.Unmarshal(o, &links); err != nil || len(links) != 1 {
+			t.Fatalf("ip -s -j link: %v\n%s", err, o)
+		}
+		return fmt.Sprint(links[0].Stats.RX.Packets)
+	}
+	last, since := rx(), time.Now()
+	waitUntil(t, func() bool {
+		if n := rx(); n != last {
+			last, since = n, time.Now()
+		}
+		return time.Since(since) >= 500*time.Millisecond
+	}, "quiet link")
+}
+
 func waitUntil(t *testing.T, cond func() bool, what string) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"tsnsim/driver"
 	"tsnsim/fault"
 	"tsnsim/pcap"
+	"tsnsim/rtimer"
 	"tsnsim/spibridge"
 	"tsnsim/spitrace"
 	"tsnsim/topology"
@@ -149,6 +151,9 @@ type modelOptions struct {
 	hostFIFO    int
 	rxFrameFIFO int
 	rxMetaFIFO  int
+
+	preciseTimer bool
+	timer        *rtimer.Service // started by startTimer
 }
 
 func (o *modelOptions) addFlags(fs *pflag.FlagSet) {
@@ -160,6 +165,55 @@ func (o *modelOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.hostFIFO, "host-fifo", chip.DefaultHostFIFOFrames, "chip host TX FIFO capacity in frames (max 1023)")
 	fs.IntVar(&o.rxFrameFIFO, "rx-frame-fifo", chip.DefaultRxFrameFIFOWords, "chip RX frame FIFO capacity in 16-byte words (max 8191)")
 	fs.IntVar(&o.rxMetaFIFO, "rx-meta-fifo", chip.DefaultRxMetaFIFOSize, "chip RX metadata FIFO capacity in entries (max 511)")
+	fs.BoolVar(&o.preciseTimer, "precise-timer", true, "the SPI buses, transmitters and cable wait through a timerfd (Linux), late by tens of µs; false: Go timers, late by about 1 ms per wait")
+}
+
+// preciseTimers lets runs start the precise timer service; tests that
+// run tsnsim in a synctest bubble turn it off (its goroutine waits in a
+// read(2) of a timerfd, which virtual time cannot see past).
+var preciseTimers = true
+
+// startTimer starts the precise timer service the emulated hardware of a
+// real-time run waits through (--precise-timer); where there is no
+// timerfd it warns and the run uses Go timers. stopTimer closes it.
+func (o *modelOptions) startTimer(log *zap.Logger) error {
+	if !o.preciseTimer || !preciseTimers {
+		return nil
+	}
+	rt, err := rtimer.Start()
+	if errors.Is(err, rtimer.ErrUnsupported) {
+		log.Warn("no precise timer on this system: waits below a millisecond take about a millisecond", zap.Error(err))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	o.timer = rt
+	return nil
+}
+
+// stopTimer closes the timer service, after the hardware has stopped.
+func (o *modelOptions) stopTimer(log *zap.Logger) {
+	if err := o.timer.Close(); err != nil {
+		log.Error("closing the precise timer", zap.Error(err))
+	}
+}
+
+// reportTimer prints how the precise timer kept time, if the run used it.
+func (o *modelOptions) reportTimer(r *outcome) {
+	if o.timer == nil {
+		return
+	}
+	st := o.timer.Stats()
+	var avg time.Duration
+	if st.Fired > 0 {
+		avg = st.Late / time.Duration(st.Fired)
+	}
+	r.printf("precise timer: %d waits, fired %v late on average, %v at most", st.Fired, avg.Round(time.Microsecond), st.MaxLate.Round(time.Microsecond))
+	if st.Fallbacks > 0 {
+		r.printf(", %d through Go timers (%d timerfd errors)", st.Fallbacks, st.ArmErrors)
+	}
+	r.printf("\n")
 }
 
 func (o *modelOptions) validate() error {
@@ -197,6 +251,7 @@ func (o *modelOptions) topologyConfig(log *zap.Logger, capture *pcap.Writer) top
 		},
 		SPI:    spibridge.Timing{ClockHz: o.spiClock, Overhead: o.spiOverhead, Timeout: o.spiTimeout},
 		Cable:  cable.Config{LinkBitsPerSec: link, Propagation: delay},
+		Timer:  o.timer,
 		Logger: log,
 	}
 	if capture != nil {
@@ -233,6 +288,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			return r.finish()
 		}
 		atExit.add(func() { capture.Close() })
+	}
+	if len(o.attach) == 0 && o.spidev == "" { // the emulated hardware runs here
+		if err := o.startTimer(log); err != nil {
+			r.fail("%v", err)
+			return r.finish()
+		}
+		defer o.stopTimer(log)
 	}
 	cfg := o.topologyConfig(log, capture).WithDefaults()
 	cfg.Driver = driver.Config{TxRingSize: o.txRing, OpenBudget: o.openBudget}
@@ -303,6 +365,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			r.printf("spi trace: %d transactions written to %s (tsnsim trace %s)\n", trace.Written(), o.spiTrace, o.spiTrace)
 		}
 	}
+	o.reportTimer(r)
 	return r.finish()
 }
 

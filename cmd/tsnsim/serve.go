@@ -209,6 +209,10 @@ type chipServer struct {
 // serveChips builds the chips and the cable, serves each chip until ctx
 // is done, then closes everything and prints the chip-side report.
 func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome, stderr io.Writer, log *zap.Logger) error {
+	if err := o.startTimer(log); err != nil {
+		return err
+	}
+	defer o.stopTimer(log)
 	// The socket directories first: a refused one stops the server before
 	// any chip runs.
 	for _, c := range list {

@@ -122,16 +122,24 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 	var delivered [2]uint64
 	for i, d := range devs {
 		s := d.Stats()
-		r.printf("tap %s: %d frames written to the stack, %d write errors; %d read, %d to the driver, %d dropped by it, %d abandoned at close\n",
-			d.Name(), s.Written, s.WriteErrors, s.Read, s.Offered, s.Dropped, s.Abandoned)
+		reportTAP(r, d.Name(), s)
 		delivered[i] = s.Written
-		r.lose(topology.Loss{Count: s.Abandoned, Where: fmt.Sprintf("abandoned at tap %s at close", d.Name())})
 		if kernel[i] != nil {
 			auditKernel(r, d.Name(), topo.Nodes[i].Name, *kernel[i], s)
 		}
 	}
 	r.audit(topo, delivered)
 	return nil
+}
+
+// reportTAP prints a TAP's own counters and files the frames it gave up
+// at close as lost. (Frames it could not write or refused after the link
+// went down are the driver's RX dropped, counted there.)
+func reportTAP(r *outcome, name string, s tap.Stats) {
+	r.printf("tap %s: %d frames written to the stack, %d write errors, %d refused with the link down; "+
+		"%d read, %d to the driver, %d dropped by it, %d abandoned at close\n",
+		name, s.Written, s.WriteErrors, s.RefusedDown, s.Read, s.Offered, s.Dropped, s.Abandoned)
+	r.lose(topology.Loss{Count: s.Abandoned, Where: fmt.Sprintf("abandoned at tap %s at close", name)})
 }
 
 // auditKernel prints a TAP's kernel counters in the layout of `ip -s

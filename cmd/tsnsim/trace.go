@@ -20,8 +20,11 @@ func traceCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "Usage: tsnsim trace FILE [--json]\n\n"+
 			"Summarises an SPI trace file (JSON Lines, one line per SPI transaction): per\n"+
 			"node, transactions and bytes per kind (register read/write, RX metadata, RX\n"+
-			"frame, TX frame, invalid), bus utilisation, latency percentiles p50/p90/p99/max\n"+
-			"per kind, errors by errno and injected faults by kind.\n\n"+
+			"frame, TX frame, invalid), bus utilisation, percentiles p50/p90/p99/max per\n"+
+			"kind of each transfer's time on the bus (the model's overhead + 8n/f on the\n"+
+			"in-process bus, in real time too; queueing excluded), how late on the wall\n"+
+			"clock the transfers returned (late_ns; real-time timer lateness, kept out of\n"+
+			"the durations), errors by errno and injected faults by kind.\n\n"+
 			"Flags:\n")
 		fs.PrintDefaults()
 	}

@@ -6,11 +6,11 @@ import (
 )
 
 // inVirtualTime runs f in a synctest bubble with tsnsim's signal
-// handling off: a frames-backend run then takes virtual time, and its
+// handling and precise timer off: a frames-backend run then takes virtual time, and its
 // zero-loss result holds on a busy machine too.
 func inVirtualTime(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	osSignals = false
-	defer func() { osSignals = true }()
+	osSignals, preciseTimers = false, false
+	defer func() { osSignals, preciseTimers = true, true }()
 	synctest.Test(t, f)
 }

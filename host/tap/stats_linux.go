@@ -54,7 +54,7 @@ func (d *Device) KernelStats() (KernelStats, error) {
 }
 
 // Quiesce brings the interface down, so the Linux stack sends no more
-// frames out of it, and waits (up to timeout) until the reader has taken
+// frames out of it and Receive refuses frames for it, and waits (up to timeout) until the reader has taken
 // what was queued: then the kernel counters (KernelStats) and the
 // device's (Stats) no longer move, and can be compared. Frames still
 // queued when timeout passes stay in the kernel's queue.
@@ -68,6 +68,7 @@ func (d *Device) Quiesce(timeout time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("tap: %s: %w", d.name, err)
 	}
+	d.down.Store(true)
 	if err := h.LinkSetDown(link); err != nil {
 		return fmt.Errorf("tap: bring %s down: %w", d.name, err)
 	}

@@ -69,6 +69,7 @@ type Config struct {
 type Stats struct {
 	Written     uint64 // frames written to the TAP (Receive returned true)
 	WriteErrors uint64 // frames Receive could not write (returned false)
+	RefusedDown uint64 // frames Receive refused, unwritten, after Quiesce took the link down (returned false)
 	Read        uint64 // frames read from the TAP
 	Offered     uint64 // frames the driver took (host.Offer returned nil)
 	Dropped     uint64 // frames the driver refused with an error (e.g. down, too long)
@@ -95,7 +96,11 @@ type Device struct {
 	closeErr error
 	wg       sync.WaitGroup
 
-	written, writeErrors              atomic.Uint64
+	written, writeErrors, refusedDown atomic.Uint64
+	// down is set by Quiesce: the link is down, so Receive writes
+	// nothing more (the kernel would drop the frame and count it as RX
+	// dropped, a second count of what the driver counts as refused).
+	down atomic.Bool
 	read, offered, dropped, abandoned atomic.Uint64
 	readErrors                        atomic.Uint64
 }
@@ -109,8 +114,13 @@ func (d *Device) Netns() string { return d.netns }
 
 // Receive writes one frame the driver received to the TAP, for the
 // kernel to take as if the NIC had received it. It reports false, and
-// counts a write error, when the write fails (for instance after Close).
+// counts a write error, when the write fails (for instance after Close);
+// after Quiesce it reports false without writing (RefusedDown).
 func (d *Device) Receive(frame []byte) bool {
+	if d.down.Load() {
+		d.refusedDown.Add(1)
+		return false
+	}
 	if _, err := d.file.Write(frame); err != nil {
 		if d.writeErrors.Add(1) == 1 && !d.isClosed() {
 			d.log.Warn("tap: write failed", zap.Error(err))
@@ -176,6 +186,7 @@ func (d *Device) Stats() Stats {
 	return Stats{
 		Written:     d.written.Load(),
 		WriteErrors: d.writeErrors.Load(),
+		RefusedDown: d.refusedDown.Load(),
 		Read:        d.read.Load(),
 		Offered:     d.offered.Load(),
 		Dropped:     d.dropped.Load(),

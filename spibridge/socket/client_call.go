@@ -236,6 +236,10 @@ func (e *remoteError) Error() string {
 }
 func (e *remoteError) Unwrap() error { return e.errno }
 
+// Permanent reports a refusal (another client drives the chip): retrying
+// does not help until that client lets go (spibridge.Permanent).
+func (e *remoteError) Permanent() bool { return e.held }
+
 // acquire takes a call: a slot of the in-flight bound, waiting at most
 // timeout (as a transfer waits for the bus).
 func (cc *clientConn) acquire(ctx context.Context, timeout time.Duration) (*sockCall, error) {

@@ -82,44 +82,55 @@ func TestSocketTransferTiming(t *testing.T) {
 	})
 }
 
-// TestSocketStuckBusTimesOut: over the socket the bus follows Linux's
-// timeout rule as in-process: a transfer queued behind one that holds the
-// bus 800 ms (longer than the 500 ms Linux timeout) is not timed while it
-// waits; it runs when the holder is done and succeeds.
-func TestSocketStuckBusTimesOut(t *testing.T) {
+// holdTwice fails the first two transfers by timeout-after: each holds
+// the bus for its whole timeout.
+type holdTwice struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (h *holdTwice) Decide(int, byte) spibridge.SPIFault {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n++
+	return spibridge.SPIFault{TimeoutAfter: h.n <= 2}
+}
+
+// TestSocketWaiterIsNotTimed: over the socket the bus follows Linux's
+// timeout rule as in-process: a transfer queued behind two that each hold
+// the bus for their whole 500 ms Linux timeout is not timed while it
+// waits (about 1 s); it runs when they are done and succeeds.
+func TestSocketWaiterIsNotTimed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dev := newFakeDev()
-		dev.block = 800 * time.Millisecond
-		bus := spibridge.NewInProcess(dev, spibridge.DefaultTiming(), nil)
+		bus := spibridge.NewInProcess(newFakeDev(), spibridge.DefaultTiming(), nil)
 		defer bus.Close()
+		bus.SetFaults(&holdTwice{})
 		srv := NewServer(bus, ServerConfig{})
 		defer srv.Close()
 		cl := newPipeClient(t, srv, ClientConfig{})
 		defer cl.Close()
 		ctx := context.Background()
 
+		timeout := spibridge.DefaultTiming().TimeoutFor(7)
 		start := time.Now()
-		var holdErr error
-		var holdDone time.Duration
 		var wg sync.WaitGroup
-		wg.Go(func() {
-			holdErr = cl.Transfer(ctx, proto.RegWrite(0x0294, 1), make([]byte, 7))
-			holdDone = time.Since(start)
-		})
-		synctest.Wait()
+		for range 2 {
+			wg.Go(func() {
+				if err := cl.Transfer(ctx, proto.RegWrite(0x0294, 1), make([]byte, 7)); !errors.Is(err, syscall.ETIMEDOUT) {
+					t.Errorf("holder: %v, want ETIMEDOUT (injected timeout-after)", err)
+				}
+			})
+			synctest.Wait()
+		}
 		err := cl.Transfer(ctx, proto.RegRead(0x0288), make([]byte, 8))
-		holder := 800*time.Millisecond + spibridge.DefaultTiming().Duration(7)
-		if got, want := time.Since(start), holder+spibridge.DefaultTiming().Duration(8); err != nil || got != want {
+		if got, want := time.Since(start), 2*timeout+spibridge.DefaultTiming().Duration(8); err != nil || got != want {
 			t.Errorf("queued transfer: %v at %v, want success at %v (waiting is not timed)", err, got, want)
 		}
 		wg.Wait()
-		if holdErr != nil || holdDone != holder {
-			t.Errorf("holder: %v at %v, want success at %v", holdErr, holdDone, holder)
-		}
-		if st := cl.Stats(); st.Transfers != 2 || len(st.Errors) != 0 || st.Disconnects != 0 {
+		if st := cl.Stats(); st.Transfers != 1 || st.Errors[syscall.ETIMEDOUT] != 2 || st.Disconnects != 0 {
 			t.Errorf("client stats %+v", st)
 		}
-		if st := srv.Stats(); st.Requests != 2 || st.Failed != 0 {
+		if st := srv.Stats(); st.Requests != 3 || st.Failed != 2 {
 			t.Errorf("server stats %+v", st)
 		}
 	})

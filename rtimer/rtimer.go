@@ -1,0 +1,410 @@
+// Package rtimer is the precise timer service of real-time runs: sleeps
+// and timers honoured to tens of microseconds, without spinning a core.
+//
+// Go's own timers on Linux do not fire before about a millisecond: the
+// runtime waits for them in epoll_wait, whose timeout has millisecond
+// resolution, so time.Sleep(10µs) takes about 1.05 ms. The SPI bus, the
+// chip's transmitter and the cable wait for tens of microseconds at a
+// time, so in a real-time run every modelled wait became a millisecond.
+//
+// A Service keeps its pending timers in a heap and arms one Linux timerfd
+// for the earliest. The timerfd is non-blocking and read through the Go
+// netpoller (os.NewFile), so one goroutine parks on it like on a socket:
+// when the timerfd expires, epoll reports it readable at once (readiness
+// is not rounded to milliseconds), the goroutine fires the due timers and
+// re-arms the timerfd for the next. A waiting Service uses no CPU: with
+// no timer pending the timerfd is disarmed. timerfd expirations are not
+// subject to the thread's timer slack (50 µs by default), unlike
+// nanosleep and clock_nanosleep; see the package benchmarks and README's
+// "Real time versus virtual time" for the figures.
+//
+// Virtual time is untouched: a nil *Service is valid and uses the time
+// package (time.Sleep, time.NewTimer), so code that takes an optional
+// *Service runs unchanged under testing/synctest. Only real-time runs
+// opt in (the CLI starts a Service; tests never do).
+package rtimer
+
+import (
+	"container/heap"
+	"errors"
+	"sync"
+	"time"
+)
+
+// ErrUnsupported is returned by Start where there is no timerfd.
+var ErrUnsupported = errors.New("rtimer: precise timers need Linux timerfd (not available on this system)")
+
+// Service is a precise timer service. The zero value is not usable: get
+// one from Start. A nil *Service is usable and means the time package.
+type Service struct {
+	fd   timerfd
+	done chan struct{} // closed when the service goroutine has returned
+
+	mu      sync.Mutex
+	pending timerHeap
+	armed   time.Time // when the timerfd expires; zero: disarmed
+	closed  bool
+	stats   Stats
+	idle    []timerfd // private timerfds for Sleep, not in use
+}
+
+// maxIdle bounds the private timerfds kept for Sleep: about one per
+// goroutine that sleeps at the same time (buses, transmitters, cable).
+const maxIdle = 16
+
+// Stats is the accounting of a Service.
+type Stats struct {
+	// Fired counts timers and sleeps the timerfds ended; Late is the sum
+	// of how late they were found (after the deadline: by the sleeper
+	// itself for Sleep, by the service goroutine for a Timer, whose
+	// receiver resumes a few microseconds later), MaxLate the largest.
+	Fired   uint64
+	Late    time.Duration
+	MaxLate time.Duration
+	// Fallbacks counts timers the time package fired instead: set after
+	// Close, or when arming the timerfd failed.
+	Fallbacks uint64
+	// ArmErrors counts failed timerfd calls (timerfd_create,
+	// timerfd_settime, close); the timers affected fired through Go
+	// timers or the service's own timerfd.
+	ArmErrors uint64
+}
+
+// Start starts a Service: one timerfd and one goroutine parked on it.
+// Close stops it. On systems without timerfd it returns ErrUnsupported.
+func Start() (*Service, error) {
+	fd, err := openTimerfd()
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{fd: fd, done: make(chan struct{})}
+	go s.run()
+	return s, nil
+}
+
+// Close stops the service goroutine and closes the timerfd. Timers still
+// pending fire at once (nothing waits forever); timers set afterwards,
+// and Sleep, use the time package. Safe to call more than once; a nil
+// Service has nothing to close.
+func (s *Service) Close() error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.done
+		return nil
+	}
+	s.closed = true
+	now := time.Now()
+	for len(s.pending) > 0 {
+		t := heap.Pop(&s.pending).(*Timer)
+		t.send(now)
+	}
+	idle := s.idle
+	s.idle = nil
+	s.mu.Unlock()
+	errs := []error{s.fd.close()} // wakes the goroutine's read
+	for _, fd := range idle {
+		errs = append(errs, fd.close())
+	}
+	<-s.done
+	return errors.Join(errs...)
+}
+
+// Stats returns the service's accounting; zero for a nil Service.
+func (s *Service) Stats() Stats {
+	if s == nil {
+		return Stats{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Sleep pauses the calling goroutine for at least d. A nil Service
+// calls time.Sleep.
+//
+// The goroutine waits on a timerfd of its own (from a small pool), read
+// through the netpoller, so it is woken straight from epoll, not handed
+// on by the service goroutine: one wake-up instead of two.
+func (s *Service) Sleep(d time.Duration) {
+	if s == nil {
+		time.Sleep(d)
+		return
+	}
+	if d <= 0 {
+		return
+	}
+	fd, ok := s.takeIdle()
+	if !ok {
+		t := s.NewTimer(d)
+		<-t.C
+		return
+	}
+	t0 := time.Now()
+	if err := fd.set(d); err != nil {
+		s.count(func(st *Stats) { st.ArmErrors++ })
+		if err := fd.close(); err != nil {
+			s.count(func(st *Stats) { st.ArmErrors++ })
+		}
+		t := s.NewTimer(d - time.Since(t0))
+		<-t.C
+		return
+	}
+	err := fd.wait()
+	late := time.Since(t0) - d
+	s.count(func(st *Stats) {
+		st.Fired++
+		st.Late += late
+		st.MaxLate = max(st.MaxLate, late)
+	})
+	if err != nil { // closed under us: cannot happen while we hold it
+		s.count(func(st *Stats) { st.ArmErrors++ })
+		return
+	}
+	s.putIdle(fd)
+}
+
+// takeIdle returns a private timerfd for Sleep: a pooled one, or a new
+// one; false if the service is closed or none can be opened (Sleep then
+// uses a service timer).
+func (s *Service) takeIdle() (timerfd, bool) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return timerfd{}, false
+	}
+	if n := len(s.idle); n > 0 {
+		fd := s.idle[n-1]
+		s.idle = s.idle[:n-1]
+		s.mu.Unlock()
+		return fd, true
+	}
+	s.mu.Unlock()
+	fd, err := openTimerfd()
+	if err != nil {
+		s.count(func(st *Stats) { st.ArmErrors++ })
+		return timerfd{}, false
+	}
+	return fd, true
+}
+
+// putIdle returns a private timerfd to the pool, or closes it.
+func (s *Service) putIdle(fd timerfd) {
+	s.mu.Lock()
+	if !s.closed && len(s.idle) < maxIdle {
+		s.idle = append(s.idle, fd)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	if err := fd.close(); err != nil {
+		s.count(func(st *Stats) { st.ArmErrors++ })
+	}
+}
+
+func (s *Service) count(f func(*Stats)) {
+	s.mu.Lock()
+	f(&s.stats)
+	s.mu.Unlock()
+}
+
+// SleepUntil pauses the calling goroutine until at least t.
+func (s *Service) SleepUntil(t time.Time) {
+	if d := time.Until(t); d > 0 {
+		s.Sleep(d)
+	}
+}
+
+// run is the service goroutine: it waits for the timerfd to expire and
+// fires the due timers, until Close.
+func (s *Service) run() {
+	defer close(s.done)
+	for {
+		if err := s.fd.wait(); err != nil {
+			return // closed (Close is the only way the read fails)
+		}
+		s.fire()
+	}
+}
+
+// fire sends on every due timer and re-arms the timerfd for the next.
+func (s *Service) fire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.armed = time.Time{}
+	for len(s.pending) > 0 && !s.pending[0].when.After(now) {
+		t := heap.Pop(&s.pending).(*Timer)
+		late := now.Sub(t.when)
+		s.stats.Fired++
+		s.stats.Late += late
+		s.stats.MaxLate = max(s.stats.MaxLate, late)
+		t.send(now)
+	}
+	if len(s.pending) > 0 {
+		s.arm(now)
+	}
+}
+
+// arm sets the timerfd to expire when the earliest pending timer is due,
+// unless it already expires by then. Called with s.mu held. If the
+// timerfd cannot be armed, the pending timers move to the time package.
+func (s *Service) arm(now time.Time) {
+	when := s.pending[0].when
+	if !s.armed.IsZero() && !s.armed.After(when) {
+		return
+	}
+	if err := s.fd.set(max(when.Sub(now), time.Nanosecond)); err != nil {
+		s.stats.ArmErrors++
+		for len(s.pending) > 0 {
+			t := heap.Pop(&s.pending).(*Timer)
+			s.fallback(t, t.when.Sub(now))
+		}
+		s.armed = time.Time{}
+		return
+	}
+	s.armed = when
+}
+
+// fallback has the time package fire t after d. Called with s.mu held.
+func (s *Service) fallback(t *Timer, d time.Duration) {
+	s.stats.Fallbacks++
+	gen := t.gen
+	t.viaGo = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if t.gen == gen && t.viaGo != nil {
+			t.viaGo = nil
+			t.send(time.Now())
+		}
+	})
+}
+
+// Timer is a one-shot timer, like time.Timer: C receives the time once
+// the duration has passed. Stop and Reset leave no stale value in C.
+type Timer struct {
+	// C delivers the time the timer fired.
+	C <-chan time.Time
+
+	s     *Service    // nil: a time.Timer does the work (goTimer)
+	gt    *time.Timer // the time package's timer, when s is nil
+	c     chan time.Time
+	when  time.Time
+	index int         // in s.pending; -1 when not there
+	gen   uint64      // bumped by Stop and Reset: invalidates a fallback
+	viaGo *time.Timer // a fallback firing this timer, if any
+}
+
+// NewTimer returns a timer that fires after d. With a nil Service it is
+// a time.Timer in disguise (C is the time.Timer's channel).
+func (s *Service) NewTimer(d time.Duration) *Timer {
+	if s == nil {
+		gt := time.NewTimer(d)
+		return &Timer{C: gt.C, gt: gt, index: -1}
+	}
+	c := make(chan time.Time, 1)
+	t := &Timer{C: c, s: s, c: c, index: -1}
+	s.mu.Lock()
+	t.start(d)
+	s.mu.Unlock()
+	return t
+}
+
+// Stop prevents the timer from firing; it reports whether the timer was
+// pending. After Stop, C holds no value until the next Reset fires.
+func (t *Timer) Stop() bool {
+	if t.s == nil {
+		return t.gt.Stop()
+	}
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	return t.stop()
+}
+
+// Reset makes the timer fire after d (stopping it first); it reports
+// whether the timer was pending.
+func (t *Timer) Reset(d time.Duration) bool {
+	if t.s == nil {
+		return t.gt.Reset(d)
+	}
+	t.s.mu.Lock()
+	defer t.s.mu.Unlock()
+	was := t.stop()
+	t.start(d)
+	return was
+}
+
+// stop takes t out of its service and drains C. Called with s.mu held.
+func (t *Timer) stop() bool {
+	t.gen++
+	was := false
+	if t.index >= 0 {
+		heap.Remove(&t.s.pending, t.index)
+		was = true
+	}
+	if t.viaGo != nil {
+		t.viaGo.Stop()
+		t.viaGo = nil
+		was = true
+	}
+	select {
+	case <-t.c:
+	default:
+	}
+	return was
+}
+
+// start schedules t after d. Called with s.mu held.
+func (t *Timer) start(d time.Duration) {
+	s := t.s
+	now := time.Now()
+	t.when = now.Add(d)
+	switch {
+	case d <= 0:
+		t.send(now)
+	case s.closed:
+		s.fallback(t, d)
+	default:
+		heap.Push(&s.pending, t)
+		if s.pending[0] == t {
+			s.arm(now)
+		}
+	}
+}
+
+// send delivers now on C without blocking (C is empty: Stop and Reset
+// drain it, and a timer fires once per start).
+func (t *Timer) send(now time.Time) {
+	select {
+	case t.c <- now:
+	default:
+	}
+}
+
+// timerHeap orders pending timers by deadline (container/heap).
+type timerHeap []*Timer
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].when.Before(h[j].when) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+
+func (h *timerHeap) Push(x any) {
+	t := x.(*Timer)
+	t.index = len(*h)
+	*h = append(*h, t)
+}
+
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	t.index = -1
+	return t
+}

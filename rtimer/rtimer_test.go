@@ -1,0 +1,190 @@
+package rtimer
+
+import (
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func start(t *testing.T) *Service {
+	t.Helper()
+	s, err := Start()
+	if errors.Is(err, ErrUnsupported) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// A nil Service is the time package: exact in virtual time.
+func TestNilServiceIsVirtualTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var s *Service
+		t0 := time.Now()
+		s.Sleep(27500 * time.Nanosecond)
+		if got := time.Since(t0); got != 27500*time.Nanosecond {
+			t.Fatalf("Sleep(27.5µs) took %v of virtual time", got)
+		}
+		s.SleepUntil(t0.Add(100 * time.Microsecond))
+		if got := time.Since(t0); got != 100*time.Microsecond {
+			t.Fatalf("SleepUntil: at %v, want 100µs", got)
+		}
+		tm := s.NewTimer(time.Millisecond)
+		if !tm.Reset(3 * time.Microsecond) {
+			t.Fatal("Reset of a pending timer reported it was not pending")
+		}
+		at := <-tm.C
+		if got := at.Sub(t0); got != 103*time.Microsecond {
+			t.Fatalf("timer fired at %v, want 103µs", got)
+		}
+		if tm.Stop() {
+			t.Fatal("Stop of a fired timer reported it pending")
+		}
+		if s.Stats() != (Stats{}) || s.Close() != nil {
+			t.Fatal("nil service has stats or fails to close")
+		}
+	})
+}
+
+// Sleeps never end early, and short ones do not take Go's millisecond:
+// what holds on a busy machine is "never early" and "eventually"; the
+// precision itself is measured by BenchmarkSleep.
+func TestSleepNeverEarly(t *testing.T) {
+	s := start(t)
+	for _, d := range []time.Duration{time.Nanosecond, 10 * time.Microsecond, 27500 * time.Nanosecond, 300 * time.Microsecond, 2 * time.Millisecond} {
+		t0 := time.Now()
+		s.Sleep(d)
+		if got := time.Since(t0); got < d {
+			t.Errorf("Sleep(%v) returned after %v", d, got)
+		}
+	}
+	s.Sleep(0)
+	s.Sleep(-time.Second)
+	if st := s.Stats(); st.Fired == 0 || st.Fallbacks != 0 || st.ArmErrors != 0 {
+		t.Errorf("stats %+v: want timers fired by the timerfd, no fallbacks", st)
+	}
+}
+
+// Timers fire in deadline order whatever the order they were set in,
+// each once, none before its deadline.
+func TestTimersFireInOrder(t *testing.T) {
+	s := start(t)
+	delays := []time.Duration{900, 100, 500, 300, 700, 200, 800, 400, 600}
+	var mu sync.Mutex
+	fired := map[time.Duration]time.Time{}
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for _, d := range delays {
+		d := d * time.Microsecond
+		tm := s.NewTimer(d)
+		wg.Go(func() {
+			at := <-tm.C
+			if at.Sub(t0) < d {
+				t.Errorf("timer of %v fired after %v", d, at.Sub(t0))
+			}
+			mu.Lock()
+			fired[d] = at
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if len(fired) != len(delays) {
+		t.Fatalf("%d of %d timers fired", len(fired), len(delays))
+	}
+	sorted := slices.Sorted(maps.Keys(fired))
+	for i := 1; i < len(sorted); i++ {
+		if fired[sorted[i]].Before(fired[sorted[i-1]]) {
+			t.Errorf("timer of %v fired at %v, before the one of %v (%v)", sorted[i], fired[sorted[i]].Sub(t0), sorted[i-1], fired[sorted[i-1]].Sub(t0))
+		}
+	}
+}
+
+func TestStopAndReset(t *testing.T) {
+	s := start(t)
+	tm := s.NewTimer(time.Hour)
+	if !tm.Stop() {
+		t.Fatal("Stop of a pending timer reported not pending")
+	}
+	if tm.Stop() {
+		t.Fatal("second Stop reported pending")
+	}
+	tm.Reset(20 * time.Microsecond)
+	<-tm.C
+	// A fired timer, reset before anyone read it: no stale value.
+	tm.Reset(0)
+	time.Sleep(time.Millisecond)
+	tm.Reset(time.Hour)
+	select {
+	case <-tm.C:
+		t.Fatal("stale value in C after Reset")
+	default:
+	}
+	// Resetting the earliest timer later re-arms for the next one.
+	a, b := s.NewTimer(50*time.Microsecond), s.NewTimer(100*time.Microsecond)
+	a.Reset(time.Hour)
+	<-b.C
+	a.Stop()
+	tm.Stop()
+}
+
+// Close fires what is pending (nobody waits forever) and later timers
+// use the time package.
+func TestCloseFiresPendingAndFallsBack(t *testing.T) {
+	s, err := Start()
+	if errors.Is(err, ErrUnsupported) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := s.NewTimer(time.Hour)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tm.C:
+	case <-time.After(10 * time.Second):
+		t.Fatal("pending timer did not fire at Close")
+	}
+	t0 := time.Now()
+	s.Sleep(100 * time.Microsecond)
+	if time.Since(t0) < 100*time.Microsecond {
+		t.Fatal("Sleep after Close returned early")
+	}
+	tm.Reset(time.Hour)
+	if !tm.Stop() {
+		t.Fatal("Stop of a fallback timer reported not pending")
+	}
+	if st := s.Stats(); st.Fallbacks != 2 {
+		t.Fatalf("fallbacks %d, want 2 (the Sleep and the Reset)", st.Fallbacks)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// Many goroutines sleeping at once (the buses, transmitters and cable
+// directions of a run) all wake.
+func TestConcurrentSleepers(t *testing.T) {
+	s := start(t)
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			for j := range 50 {
+				s.Sleep(time.Duration(1+(i*j)%40) * time.Microsecond)
+			}
+		})
+	}
+	wg.Wait()
+}
