@@ -141,7 +141,17 @@ type Config struct {
 	// XmitClock says whether Transmit reads SYSCOUNT over SPI (chip.md
 	// section 6, scenario 2); default XmitClockNone.
 	XmitClock XmitClock
-	Logger    *zap.Logger
+	// Field selects behaviours of the vendor's field driver (chip.md
+	// section 6); zero is the driver core's design.
+	Field Field
+	// FieldTiming is the SPI timing whose Linux timeout a lost
+	// completion waits for (FieldXmitClock); zero: 15 MHz, Linux 6.x.
+	FieldTiming spibridge.Timing
+	// ClockReads, if positive, makes the open driver read SYSCOUNT
+	// through the register path this often, as a PTP daemon reading the
+	// PHC would (failures in ClockReadErrors).
+	ClockReads time.Duration
+	Logger     *zap.Logger
 }
 
 // Driver is one network interface driven over one SPI transport.
@@ -166,6 +176,8 @@ type Driver struct {
 	txl   txLedger
 	rxl   rxLedger
 	limbo *txSlot // a write cut short by cancellation, not yet reconciled
+
+	fld fieldState // Config.Field (field.go)
 
 	kick   chan struct{} // wakes the worker
 	wake   chan struct{} // queue woken after being stopped
@@ -194,14 +206,16 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	}
 	done := make(chan struct{})
 	close(done) // no worker yet
-	return &Driver{
+	d := &Driver{
 		tr: tr, cfg: cfg,
 		log:  cfg.Logger.Named("driver").With(zap.String("if", cfg.Name)),
-		ring: make([]txSlot, cfg.TxRingSize),
 		kick: make(chan struct{}, 1),
 		wake: make(chan struct{}, 1),
 		done: done,
 	}
+	d.initField()
+	d.ring = make([]txSlot, d.cfg.TxRingSize)
+	return d
 }
 
 // Open brings the interface up: it enables TSN on the chip, takes the
@@ -240,7 +254,8 @@ func (d *Driver) Open(ctx context.Context) error {
 	d.mu.Lock()
 	d.up, d.stopped, d.sess, d.cancel, d.done = true, false, wctx, cancel, done
 	d.mu.Unlock()
-	go d.worker(wctx, done)
+	go d.worker(withTask(wctx, &task{name: "SPI worker"}), done)
+	d.startClockReads(wctx)
 	return nil
 }
 
@@ -276,7 +291,9 @@ func (d *Driver) baselines(ctx context.Context, bo *backoff) error {
 func (d *Driver) Stop(ctx context.Context) error {
 	d.life.Lock()
 	defer d.life.Unlock()
-	ctx, cancelStop := context.WithTimeout(ctx, LifecycleTimeout)
+	// After a BUG in transmit (FieldXmitClock) the bus answers again
+	// only once the aftermath is over.
+	ctx, cancelStop := context.WithTimeout(ctx, LifecycleTimeout+d.fld.aftermathLeft())
 	defer cancelStop()
 	d.mu.Lock()
 	if !d.up {
@@ -294,6 +311,9 @@ func (d *Driver) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		stopped = false
 		errs = append(errs, fmt.Errorf("driver: SPI worker still in a transfer at Stop: %w", ctx.Err()))
+	}
+	if err := d.fieldStopWait(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	d.mu.Lock()
 	d.stats.TxDropped += uint64(d.queued)
