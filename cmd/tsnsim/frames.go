@@ -22,11 +22,13 @@ func runFrames(o *runOptions, cfg topology.Config, r *outcome) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	if err := topo.Start(ctx); err != nil {
 		closeTopology(topo, r)
 		return err
 	}
+	watchDeadlock(ctx, cancel, topo, r)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var sendErrs [2]error

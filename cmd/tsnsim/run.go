@@ -36,6 +36,7 @@ type runOptions struct {
 	txRing    int
 	xmitClock string
 	modelOptions
+	fieldOptions
 	faultOptions
 	hardwareOptions
 	stackOptions
@@ -54,6 +55,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries (1 reproduces the field driver's loss)")
 	fs.StringVar(&o.xmitClock, "xmit-clock", "none", "none: the driver core never touches SPI when transmitting (its design); spi: read SYSCOUNT over the shared bus in every transmit, like the field driver (chip.md section 6, scenario 2)")
 	o.modelOptions.addFlags(fs)
+	o.fieldOptions.addFlags(fs)
 	o.faultOptions.addFlags(fs)
 	o.hardwareOptions.addFlags(fs)
 	o.stackOptions.addFlags(fs)
@@ -84,6 +86,9 @@ func (o *runOptions) validate() error {
 		return fmt.Errorf("--xmit-clock %q: want none or spi", o.xmitClock)
 	}
 	if err := o.modelOptions.validate(); err != nil {
+		return err
+	}
+	if err := o.fieldOptions.validate(); err != nil {
 		return err
 	}
 	if err := o.faultOptions.validate(); err != nil {
@@ -241,6 +246,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if o.xmitClock == "spi" {
 		cfg.Driver.XmitClock = driver.XmitClockSPI
 	}
+	o.fieldOptions.apply(&cfg)
 	inj, err := o.injector(cfg.Chip.Epoch, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)

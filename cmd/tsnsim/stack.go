@@ -84,6 +84,7 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 		closeTopology(topo, r)
 		return err
 	}
+	watchDeadlock(ctx, cancel, topo, r)
 	for i, st := range stacks {
 		if err := st.Attach(topo.Nodes[i].Driver); err != nil {
 			return err

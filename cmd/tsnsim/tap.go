@@ -85,6 +85,9 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 			return err
 		}
 	}
+	ctx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	watchDeadlock(ctx, cancelRun, topo, r)
 	printTAPUsage(r, o, devs, addrs)
 	start := time.Now()
 	if o.duration > 0 {

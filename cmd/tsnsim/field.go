@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"tsnsim/driver"
+	"tsnsim/topology"
+)
+
+// fieldOptions are the flags that reproduce the field failures of
+// chip.md section 6 (docs/field-failures.md).
+type fieldOptions struct {
+	fieldDriver string
+	clockReads  time.Duration
+
+	field driver.Field
+	fs    *pflag.FlagSet // to tell flags given from defaults
+}
+
+func (o *fieldOptions) addFlags(fs *pflag.FlagSet) {
+	o.fs = fs
+	fs.StringVar(&o.fieldDriver, "field-driver", "none", "drive the chips the way the vendor's field driver did, to reproduce chip.md section 6 (docs/field-failures.md): a comma-separated list of "+
+		strings.Join(driver.FieldNames(), ", ")+", or all. "+
+		"tx-slot: one TX slot, frames offered while it is taken are reported sent and dropped (counted: TX slot drops); "+
+		"xmit-clock: SYSCOUNT read over SPI in transmit (softirq context): BUG: scheduling while atomic, then -110 timeouts and a TX stall; "+
+		"lock-order: register reads during TX deadlock, the lock watchdog ends the run with who waits on whom; "+
+		"fcs: received frames go up with their 4-byte FCS")
+	fs.DurationVar(&o.clockReads, "clock-reads", 0, "read each node's SYSCOUNT through the driver's register path this often during the run, as a PTP daemon reads the PHC (0: off; --field-driver lock-order defaults it to 1ms)")
+}
+
+func (o *fieldOptions) validate() error {
+	f, err := driver.ParseField(o.fieldDriver)
+	if err != nil {
+		return fmt.Errorf("--field-driver: %v", err)
+	}
+	o.field = f
+	switch {
+	case o.clockReads < 0:
+		return fmt.Errorf("--clock-reads must not be negative")
+	case f.Has(driver.FieldTxSlot) && o.fs.Changed("tx-ring"):
+		return fmt.Errorf("--field-driver tx-slot is the field driver's one TX slot: it cannot be combined with --tx-ring")
+	case f.Has(driver.FieldXmitClock) && o.fs.Changed("xmit-clock") && o.fs.Lookup("xmit-clock").Value.String() != "spi":
+		return fmt.Errorf("--field-driver xmit-clock reads SYSCOUNT over SPI in transmit: it cannot be combined with --xmit-clock none")
+	}
+	if f.Has(driver.FieldLockOrder) && !o.fs.Changed("clock-reads") {
+		o.clockReads = time.Millisecond
+	}
+	return nil
+}
+
+// apply sets the driver configuration of the flags.
+func (o *fieldOptions) apply(cfg *topology.Config) {
+	cfg.Driver.Field = o.field
+	cfg.Driver.FieldTiming = cfg.SPI
+	cfg.Driver.ClockReads = o.clockReads
+}
+
+// watchDeadlock ends a run when the lock watchdog of either driver
+// reports a deadlock: it fails the run with the report, brings both
+// interfaces down and cancels ctx. Its goroutine ends when ctx does.
+func watchDeadlock(ctx context.Context, cancel context.CancelFunc, topo *topology.Topology, r *outcome) {
+	go func() {
+		var report string
+		var node string
+		select {
+		case report = <-topo.Nodes[0].Driver.Deadlock():
+			node = topo.Nodes[0].Name
+		case report = <-topo.Nodes[1].Driver.Deadlock():
+			node = topo.Nodes[1].Name
+		case <-ctx.Done():
+			return
+		}
+		r.fail("deadlock on %s, found by the lock watchdog (the run ends here): %s", node, report)
+		// Bring both interfaces down: that releases the tasks blocked
+		// on the locks (a transmit returns ErrDown), so the run can end
+		// and be audited.
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		for _, n := range topo.Nodes {
+			if err := n.Driver.Stop(sctx); err != nil {
+				r.fail("%s: stop after deadlock: %v", n.Name, err)
+			}
+		}
+		cancel()
+	}()
+}
