@@ -206,3 +206,6 @@ func (s Stats) FieldSummary() string {
 	}
 	return "field: " + strings.Join(parts, "; ")
 }
+
+// Field is the field-driver behaviours the driver runs with.
+func (d *Driver) Field() Field { return d.cfg.Field }

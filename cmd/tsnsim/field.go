@@ -89,3 +89,23 @@ func watchDeadlock(ctx context.Context, cancel context.CancelFunc, topo *topolog
 		cancel()
 	}()
 }
+
+// fieldVerdict fails the run for what the field driver lost or broke
+// that the audit balances: frames its TX slot reported sent and dropped,
+// blocking transfers in atomic context and the timeouts they caused,
+// frames handed up with their FCS.
+func fieldVerdict(topo *topology.Topology, r *outcome) {
+	for _, n := range topo.Nodes {
+		s := n.Driver.Stats()
+		if s.TxSlotDrops > 0 {
+			r.fail("%s: %d frames reported sent and dropped by the field driver's TX slot", n.Name, s.TxSlotDrops)
+		}
+		if n.Driver.Field().Has(driver.FieldFCS) && s.RxPackets > 0 {
+			r.fail("%s: %d frames handed up with their 4-byte FCS (%d RX bytes, FCS included)", n.Name, s.RxPackets, s.RxBytes)
+		}
+		if s.AtomicSleepBugs > 0 {
+			r.fail("%s: BUG: scheduling while atomic %d times (SPI from the transmit path); %d SPI transfers timed out (-110), TX stalled up to %v",
+				n.Name, s.AtomicSleepBugs, s.LostCompletions, s.TxMaxStall.Round(time.Millisecond))
+		}
+	}
+}

@@ -213,6 +213,7 @@ func (r *outcome) hasFailed() bool {
 // audit checks every counter equation of both directions; delivered[i]
 // is what node i's host took from its driver.
 func (r *outcome) audit(topo *topology.Topology, delivered [2]uint64) {
+	fieldVerdict(topo, r)
 	for i := range 2 {
 		for _, err := range topo.Audit(i, delivered[1-i]) {
 			r.fail("unaccounted: %v", err)
