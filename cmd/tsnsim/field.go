@@ -27,19 +27,28 @@ func (o *fieldOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.fieldDriver, "field-driver", "none", "drive the chips the way the vendor's field driver did, to reproduce chip.md section 6 (docs/field-failures.md): a comma-separated list of "+
 		strings.Join(driver.FieldNames(), ", ")+", or all. "+
 		"tx-slot: one TX slot, frames offered while it is taken are reported sent and dropped (counted: TX slot drops); "+
-		"xmit-clock: SYSCOUNT read over SPI in transmit (softirq context): BUG: scheduling while atomic, then -110 timeouts and a TX stall; "+
-		"lock-order: register reads during TX deadlock, the lock watchdog ends the run with who waits on whom; "+
+		"xmit-clock (--backend tap): SYSCOUNT read over SPI in transmit (softirq context): BUG: scheduling while atomic, then -110 timeouts and a TX stall; "+
+		"lock-order (--backend frames or tap): register reads during TX deadlock, the lock watchdog ends the run with who waits on whom; "+
 		"fcs: received frames go up with their 4-byte FCS")
 	fs.DurationVar(&o.clockReads, "clock-reads", 0, "read each node's SYSCOUNT through the driver's register path this often during the run, as a PTP daemon reads the PHC (0: off; --field-driver lock-order defaults it to 1ms)")
 }
 
-func (o *fieldOptions) validate() error {
+func (o *fieldOptions) validate(backend string) error {
 	f, err := driver.ParseField(o.fieldDriver)
 	if err != nil {
 		return fmt.Errorf("--field-driver: %v", err)
 	}
 	o.field = f
 	switch {
+	case f.Has(driver.FieldXmitClock) && backend != backendTAP:
+		// Every transmit then waits 0.5 s per lost completion: the
+		// built-in workloads, which send a fixed amount, would take
+		// many minutes.
+		return fmt.Errorf("--field-driver xmit-clock stalls the link for seconds at a time: drive it with real tools over --backend tap --netns (docs/field-failures.md)")
+	case f.Has(driver.FieldLockOrder) && backend == backendNetstack:
+		// The built-in pings cannot be cut short when the watchdog ends
+		// the run.
+		return fmt.Errorf("--field-driver lock-order: use --backend frames or --backend tap (the netstack workload cannot be cut short when the watchdog ends the run)")
 	case o.clockReads < 0:
 		return fmt.Errorf("--clock-reads must not be negative")
 	case f.Has(driver.FieldTxSlot) && o.fs.Changed("tx-ring"):

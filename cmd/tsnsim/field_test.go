@@ -10,7 +10,10 @@ func TestRunFieldDriverBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"run", "--field-driver", "tx-slot,bogus"},
 		{"run", "--field-driver", "tx-slot", "--tx-ring", "64"},
-		{"run", "--field-driver", "xmit-clock", "--xmit-clock", "none"},
+		{"run", "--backend", "tap", "--field-driver", "xmit-clock", "--xmit-clock", "none"},
+		{"run", "--field-driver", "xmit-clock"},
+		{"run", "--backend", "frames", "--field-driver", "xmit-clock"},
+		{"run", "--field-driver", "lock-order"},
 		{"run", "--clock-reads", "-1ms"},
 	} {
 		var out, errOut bytes.Buffer

@@ -88,7 +88,7 @@ func (o *runOptions) validate() error {
 	if err := o.modelOptions.validate(); err != nil {
 		return err
 	}
-	if err := o.fieldOptions.validate(); err != nil {
+	if err := o.fieldOptions.validate(o.backend); err != nil {
 		return err
 	}
 	if err := o.faultOptions.validate(); err != nil {
