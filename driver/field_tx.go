@@ -19,6 +19,9 @@ func (d *Driver) fieldTransmit(frame []byte) error {
 	if !up {
 		return d.enqueue(frame) // counted as dropped, interface down
 	}
+	if d.cfg.Field&(FieldLockOrder|FieldXmitClock) == 0 {
+		return d.enqueue(frame)
+	}
 	caller := callerOutside()
 	ctx := withTask(sess, &task{name: "ndo_start_xmit (from " + caller + ")"})
 	if d.cfg.Field.Has(FieldLockOrder) {

@@ -87,8 +87,8 @@ func (d *Driver) enqueue(frame []byte) error {
 	}
 	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame)}
 	d.queued++
-	if d.queued == len(d.ring) {
-		d.stopped = true // netif_stop_queue
+	if d.queued == len(d.ring) && !d.cfg.Field.Has(FieldTxSlot) {
+		d.stopped = true // netif_stop_queue; the field driver's slot does not
 	}
 	signal(d.kick)
 	return nil
