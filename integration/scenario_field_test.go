@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,10 +27,21 @@ import (
 // offers them with host.Offer (never to a stopped queue, requeued on
 // NETDEV_TX_BUSY). It returns, per node, the echo requests sent and the
 // replies that came back, and the topology (closed).
-func qdiscPing(t *testing.T, dcfg driver.Config, count int, interval time.Duration, size int) ([2][2]uint64, *topology.Topology) {
+func qdiscPing(t *testing.T, dcfg driver.Config, count int, interval, drift time.Duration, size int) ([2][2]uint64, *topology.Topology) {
+	res, topo, _ := qdiscPingSeqs(t, dcfg, count, interval, drift, size)
+	return res, topo
+}
+
+// qdiscPingSeqs is qdiscPing that also returns, per node, which of its
+// requests got a reply. Node 1's ping timer runs drift per interval
+// slower than node 0's, so the phases of the two streams move through
+// each other by drift per ping.
+func qdiscPingSeqs(t *testing.T, dcfg driver.Config, count int, interval, drift time.Duration, size int) ([2][2]uint64, *topology.Topology, [2][]bool) {
 	t.Helper()
 	var topo *topology.Topology
 	var replies [2]atomic.Uint64
+	var mu sync.Mutex
+	answered := [2][]bool{make([]bool, count), make([]bool, count)}
 	var delivered [2]atomic.Uint64
 	qdisc := [2]chan []byte{make(chan []byte, 1000), make(chan []byte, 1000)}
 	echo := func(i int) func([]byte) bool {
@@ -48,6 +60,11 @@ func qdiscPing(t *testing.T, dcfg driver.Config, count int, interval time.Durati
 				}
 			case 2:
 				replies[i].Add(1)
+				if seq := int(binary.BigEndian.Uint32(f[15:])); seq < count {
+					mu.Lock()
+					answered[i][seq] = true
+					mu.Unlock()
+				}
 			}
 			return true
 		}
@@ -72,10 +89,7 @@ func qdiscPing(t *testing.T, dcfg driver.Config, count int, interval time.Durati
 			}
 		})
 		pingers.Go(func() {
-			// Two hosts' ping timers are independent: node 1's runs
-			// 1.37% slower, so the phases of the two streams sweep
-			// through each other.
-			tick := time.NewTicker(interval + time.Duration(i)*interval*137/10000)
+			tick := time.NewTicker(interval + time.Duration(i)*drift)
 			defer tick.Stop()
 			for seq := range count {
 				f := make([]byte, size)
@@ -99,7 +113,7 @@ func qdiscPing(t *testing.T, dcfg driver.Config, count int, interval time.Durati
 		res[i] = [2]uint64{uint64(count), replies[i].Load()}
 		assertAccounting(t, topo, 1-i, delivered[i].Load())
 	}
-	return res, topo
+	return res, topo, answered
 }
 
 // TestFieldTxSlot is chip.md section 6, failure 1, as the board showed
@@ -111,7 +125,7 @@ func TestFieldTxSlot(t *testing.T) {
 	const count, interval, size = 500, 10 * time.Millisecond, 98
 	run := func(name string, cfg driver.Config) (lost, drops uint64) {
 		synctest.Test(t, func(t *testing.T) {
-			res, topo := qdiscPing(t, cfg, count, interval, size)
+			res, topo := qdiscPing(t, cfg, count, interval, interval*137/10000, size)
 			for i, r := range res {
 				lost += r[0] - r[1]
 				s := topo.Nodes[i].Driver.Stats()
@@ -157,7 +171,7 @@ func TestFieldXmitClock(t *testing.T) {
 	run := func(cfg driver.Config) outcome {
 		var o outcome
 		synctest.Test(t, func(t *testing.T) {
-			res, topo := qdiscPing(t, cfg, count, interval, size)
+			res, topo := qdiscPing(t, cfg, count, interval, interval*137/10000, size)
 			for i, r := range res {
 				o.pingsLost += r[0] - r[1]
 				s := topo.Nodes[i].Driver.Stats()
@@ -306,3 +320,45 @@ func TestFieldFCS(t *testing.T) {
 }
 
 func testLogger(t *testing.T) *zap.Logger { return zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)) }
+
+// TestFieldTxSlotBursts: the board's pattern. Two boards' ping timers
+// differ by their crystals' error, some tens of ppm: at 50 ppm the phase
+// of the two 10 ms streams moves 0.5 us per ping, so the window in which
+// a node's request meets its reply to the other's request lasts for
+// hundreds of pings. With the field slot every request in that window is
+// lost: seconds-long bursts, then seconds of none. The default driver
+// loses nothing at the same load.
+func TestFieldTxSlotBursts(t *testing.T) {
+	const count, interval, drift = 1500, 10 * time.Millisecond, 500 * time.Nanosecond
+	bursts := func(cfg driver.Config) (longest, longestClean int, lost [2][]string) {
+		synctest.Test(t, func(t *testing.T) {
+			_, _, ans := qdiscPingSeqs(t, cfg, count, interval, drift, 98)
+			for i := range 2 {
+				run, clean := 0, 0
+				for s, ok := range ans[i] {
+					if ok {
+						if run > 0 {
+							lost[i] = append(lost[i], fmt.Sprintf("%d-%d", s-run, s-1))
+						}
+						run = 0
+						clean++
+						longestClean = max(longestClean, clean)
+						continue
+					}
+					run++
+					clean = 0
+					longest = max(longest, run)
+				}
+			}
+		})
+		return longest, longestClean, lost
+	}
+	longest, clean, lost := bursts(driver.Config{Field: driver.FieldTxSlot})
+	t.Logf("field tx-slot: requests lost %v; longest burst %d pings, longest loss-free run %d", lost, longest, clean)
+	if longest < 100 || clean < 100 {
+		t.Errorf("field tx-slot: want a burst of at least 1 s (100 pings) and a loss-free second, got %d and %d", longest, clean)
+	}
+	if longest, _, lost := bursts(driver.Config{}); longest != 0 {
+		t.Errorf("default: requests lost %v", lost)
+	}
+}
