@@ -165,6 +165,16 @@ type Config struct {
 	// accesses are retried with backoff until it runs out (zero or
 	// negative: DefaultOpenBudget).
 	OpenBudget time.Duration
+	// Field selects behaviours of the vendor's field driver (chip.md
+	// section 6); zero is the driver core's design.
+	Field Field
+	// FieldTiming is the SPI timing whose Linux timeout a lost
+	// completion waits for (FieldXmitClock); zero: 15 MHz, Linux 6.x.
+	FieldTiming spibridge.Timing
+	// ClockReads, if positive, makes the open driver read SYSCOUNT
+	// through the register path this often, as a PTP daemon reading the
+	// PHC would (failures in ClockReadErrors).
+	ClockReads time.Duration
 	Logger     *zap.Logger
 }
 
@@ -196,6 +206,8 @@ type Driver struct {
 	chipStats chipCounters // the chip's drop counters (worker, Stop; mu for the copy in stats)
 	rxSess    rxSession    // the session's RX base, for Stop
 
+	fld fieldState // Config.Field (field.go)
+
 	kick   chan struct{} // wakes the worker
 	wake   chan struct{} // queue woken after being stopped
 	cancel context.CancelFunc
@@ -226,14 +238,16 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	}
 	done := make(chan struct{})
 	close(done) // no worker yet
-	return &Driver{
+	d := &Driver{
 		tr: tr, cfg: cfg, chipStats: newChipCounters(),
 		log:  cfg.Logger.Named("driver").With(zap.String("if", cfg.Name)),
-		ring: make([]txSlot, cfg.TxRingSize),
 		kick: make(chan struct{}, 1),
 		wake: make(chan struct{}, 1),
 		done: done,
 	}
+	d.initField()
+	d.ring = make([]txSlot, d.cfg.TxRingSize)
+	return d
 }
 
 // Open brings the interface up: it enables TSN on the chip, takes the
@@ -273,7 +287,8 @@ func (d *Driver) Open(ctx context.Context) error {
 	d.mu.Lock()
 	d.up, d.stopped, d.sess, d.cancel, d.done = true, false, wctx, cancel, done
 	d.mu.Unlock()
-	go d.worker(wctx, done)
+	go d.worker(withTask(wctx, &task{name: "SPI worker"}), done)
+	d.startClockReads(wctx)
 	return nil
 }
 
@@ -332,7 +347,9 @@ func (d *Driver) baselines(ctx context.Context, bo *backoff) error {
 func (d *Driver) Stop(ctx context.Context) error {
 	d.life.Lock()
 	defer d.life.Unlock()
-	ctx, cancelStop := context.WithTimeout(ctx, d.cfg.OpenBudget)
+	// After a BUG in transmit (FieldXmitClock) the bus answers again
+	// only once the aftermath is over.
+	ctx, cancelStop := context.WithTimeout(ctx, d.cfg.OpenBudget+d.fld.aftermathLeft())
 	defer cancelStop()
 	d.mu.Lock()
 	if !d.up {
@@ -355,6 +372,9 @@ func (d *Driver) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		stopped = false
 		errs = append(errs, fmt.Errorf("driver: SPI worker still in a transfer at Stop: %w", ctx.Err()))
+	}
+	if err := d.fieldStopWait(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	d.mu.Lock()
 	d.stats.TxDropped += uint64(d.queued)

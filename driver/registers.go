@@ -50,11 +50,21 @@ func (d *Driver) ReadRegister64(ctx context.Context, off uint16) (uint64, error)
 // ReadSysCount reads SYSCOUNT without tearing: H, L, then H again; if the
 // high half moved, L is read once more under the new H (L cannot wrap
 // twice in the few microseconds of one transfer).
+//
+// With FieldLockOrder it takes the field driver's locks (field_clock.go).
 func (d *Driver) ReadSysCount(ctx context.Context) (uint64, error) {
+	if d.cfg.Field.Has(FieldLockOrder) {
+		return d.fieldSysCount(ctx)
+	}
 	hi, err := d.ReadRegister(ctx, regs.TSNSysCount)
 	if err != nil {
 		return 0, err
 	}
+	return d.sysCountFrom(ctx, hi)
+}
+
+// sysCountFrom finishes ReadSysCount after SYSCOUNT_H read hi.
+func (d *Driver) sysCountFrom(ctx context.Context, hi uint32) (uint64, error) {
 	lo, err := d.ReadRegister(ctx, regs.TSNSysCount+4)
 	if err != nil {
 		return 0, err

@@ -79,7 +79,7 @@ func (w *worker) readFrame(n int) error {
 	case proto.FCSValid(wire):
 		l.fk++
 		l.bad = 0
-		d.deliver(wire[:n-proto.FCSLen])
+		d.deliver(wire[:d.upLen(n)])
 		return nil
 	case nearZero(wire):
 		// The chip had no frame (a rejected read returns zeros, maybe
@@ -145,7 +145,7 @@ func (w *worker) readCandidate() (bool, error) {
 	l.candidate = 0
 	d.count(func(s *Stats) { s.RxRetries++ })
 	if wire := miso[proto.ReadDataStart:]; proto.FCSValid(wire) {
-		d.deliver(wire[:n-proto.FCSLen])
+		d.deliver(wire[:d.upLen(n)])
 		return true, nil
 	}
 	d.count(func(s *Stats) { s.RxErrors++; s.RxOrphans++ })

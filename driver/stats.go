@@ -6,7 +6,7 @@ import "time"
 // plus the driver's own.
 //
 // Every frame offered to Transmit ends in exactly one of TxPackets,
-// TxErrors, TxDropped, TxBusy, or is still queued (TxQueued), at every
+// TxErrors, TxDropped, TxBusy, TxSlotDrops, or is still queued (TxQueued), at every
 // instant: TxAccounted() == TxOffered. A TX write that failed on the bus
 // is reconciled with the chip's FS counters before it is counted (see the
 // package documentation): found taken, it is in TxPackets (and
@@ -75,11 +75,20 @@ type Stats struct {
 	XmitClockErrors  uint64
 	XmitClockWait    time.Duration
 	XmitClockMaxWait time.Duration
+
+	// The field driver (Config.Field, field.go).
+	TxSlotDrops     uint64        // FieldTxSlot: frames reported sent and dropped, the slot taken
+	AtomicSleepBugs uint64        // FieldXmitClock: blocking SPI transfers from the transmit path (BUG: scheduling while atomic)
+	LostCompletions uint64        // SPI transfers timed out (-110) because their completion was lost after such a BUG
+	TxMaxStall      time.Duration // longest time TX writes kept failing, until one succeeded (or until now)
+	Deadlocks       uint64        // FieldLockOrder: lock cycles found by the lock watchdog
+	ClockReads      uint64        // Config.ClockReads: SYSCOUNT reads of the clock reader
+	ClockReadErrors uint64        // ... and the failed ones
 }
 
 // TxAccounted is the sum every offered frame must be found in.
 func (s Stats) TxAccounted() uint64 {
-	return s.TxPackets + s.TxErrors + s.TxDropped + s.TxBusy + uint64(s.TxQueued)
+	return s.TxPackets + s.TxErrors + s.TxDropped + s.TxBusy + s.TxSlotDrops + uint64(s.TxQueued)
 }
 
 // RxAccounted is the number of frames the driver took off the chip's RX
@@ -91,8 +100,9 @@ func (s Stats) RxAccounted() uint64 {
 // Stats returns a snapshot of the counters.
 func (d *Driver) Stats() Stats {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	s := d.stats
 	s.TxQueued = d.queued + d.inFlight
+	d.mu.Unlock()
+	d.fieldStats(&s)
 	return s
 }

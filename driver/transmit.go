@@ -45,6 +45,9 @@ func (x XmitClock) String() string {
 // dropped (counted in TxDropped). With XmitClockSPI it first reads
 // SYSCOUNT over SPI, unless the frame is refused anyway.
 func (d *Driver) Transmit(frame []byte) error {
+	if d.cfg.Field != 0 {
+		return d.fieldTransmit(frame) // the field driver (field_tx.go)
+	}
 	if d.cfg.XmitClock == XmitClockSPI {
 		d.mu.Lock()
 		sess, refused := d.sess, !d.up || d.queued == len(d.ring)
@@ -53,12 +56,23 @@ func (d *Driver) Transmit(frame []byte) error {
 			d.readXmitClock(sess)
 		}
 	}
+	return d.enqueue(frame)
+}
+
+// enqueue is the locked part of Transmit: it counts the frame and queues
+// it on the ring, or refuses it.
+func (d *Driver) enqueue(frame []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stats.TxOffered++
 	if !d.up {
 		d.stats.TxDropped++
 		return ErrDown
+	}
+	if d.cfg.Field.Has(FieldTxSlot) && d.queued+d.inFlight > 0 {
+		// The field driver's slot is taken: NETDEV_TX_OK, frame gone.
+		d.stats.TxSlotDrops++
+		return nil
 	}
 	if d.queued == len(d.ring) {
 		d.stats.TxBusy++
@@ -75,8 +89,8 @@ func (d *Driver) Transmit(frame []byte) error {
 	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame)}
 	d.queued++
 	d.txq.Store(int32(d.queued))
-	if d.queued == len(d.ring) {
-		d.stopped = true // netif_stop_queue
+	if d.queued == len(d.ring) && !d.cfg.Field.Has(FieldTxSlot) {
+		d.stopped = true // netif_stop_queue; the field driver's slot does not
 	}
 	signal(d.kick)
 	return nil

@@ -10,6 +10,7 @@ import (
 
 	"tsnsim/chip"
 	"tsnsim/chip/proto"
+	"tsnsim/driver"
 	"tsnsim/rtimer"
 	"tsnsim/spibridge"
 	"tsnsim/topology"
@@ -57,6 +58,10 @@ func echoRTTs(t *testing.T, cfg topology.Config, n int, interval time.Duration) 
 		t.Fatal(err)
 	}
 	defer closeTopology(t, topo)
+	// The model is an idle link: let the drivers' first housekeeping (the
+	// reset check and the chip counter read at the first poll tick, which
+	// hold the bus for about 200 us) pass before the first echo.
+	time.Sleep(driver.DefaultPollInterval + time.Millisecond)
 	frame := make([]byte, echoSize)
 	copy(frame, topology.NodeMAC(1))
 	copy(frame[6:], topology.NodeMAC(0))

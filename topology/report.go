@@ -44,6 +44,9 @@ func (t *Topology) WriteReport(w io.Writer, elapsed time.Duration) {
 			fmt.Fprintf(w, "    driver: SYSCOUNT reads in transmit %d, failed %d, bus wait total %v, max %v\n",
 				s.XmitClockReads, s.XmitClockErrors, s.XmitClockWait.Round(time.Microsecond), s.XmitClockMaxWait.Round(time.Microsecond))
 		}
+		if line := s.FieldSummary(); line != "" {
+			fmt.Fprintf(w, "    driver %s\n", line)
+		}
 		if n.Chip != nil {
 			WriteChipReport(w, n.Chip, n.Bus, elapsed)
 			continue

@@ -109,6 +109,7 @@ func driverTxLosses(name string, s driver.Stats) []Loss {
 	}
 	add(s.TxErrors, "TX errors at driver "+name)
 	add(s.TxDropped, "TX dropped at driver "+name)
+	add(s.TxSlotDrops, "reported sent and dropped by driver "+name+"'s one TX slot (--field-driver tx-slot)")
 	add(uint64(s.TxQueued), "left on driver "+name+"'s TX ring")
 	return out
 }

@@ -36,7 +36,7 @@ func (o *faultOptions) addFlags(fs *pflag.FlagSet) {
 	o.fs = fs
 	fs.Var(&o.specs, "fault", "inject a fault, LAYER.KIND[@NODE][:key=value,...], e.g. spi.timeout-before@a:p=0.05 or cable.unplug:start=3s,dur=2s; repeatable (docs/faults.md)")
 	fs.StringVar(&o.plan, "fault-plan", "", "inject the faults of this JSON plan file (docs/faults.md)")
-	fs.Int64Var(&o.seed, "fault-seed", 1, "seed of every random fault decision (default: the plan's seed, else 1); the same seed and plan draw the same decisions, but a real-time run is not repeatable (which transfer or frame meets them depends on timing); byte-identical replays are a virtual-time property (go test)")
+	fs.Int64Var(&o.seed, "fault-seed", 1, "seed of every random fault decision (default: the plan's seed, else 1). In a real-time run the decisions depend on timing, so two runs differ; byte-for-byte replay (same seed and plan, same SPI trace) holds only in virtual time, under go test (integration/determinism_test.go)")
 	fs.StringVar(&o.control, "fault-control", "", "serve the fault control protocol on this unix socket, so `tsnsim fault --control PATH ...` changes faults while running")
 }
 

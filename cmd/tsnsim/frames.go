@@ -31,7 +31,7 @@ func runFrames(o *runOptions, cfg topology.Config, r *outcome) error {
 	if err := topo.Start(ctx); err != nil {
 		return startFailed(topo, r, err, [2]uint64{checkers[0].Result().Received, checkers[1].Result().Received})
 	}
-	stopWatch := o.watch(topo)
+	stopWatch := o.watch(topo, r)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var sent [2]traffic.SendResult

@@ -19,6 +19,6 @@ func newLogger(w io.Writer, verbosity int) *zap.Logger {
 		level = zapcore.InfoLevel
 	}
 	enc := zap.NewDevelopmentEncoderConfig()
-	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), level)
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level) // loggers of several goroutines share w
 	return zap.New(core)
 }

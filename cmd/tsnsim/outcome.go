@@ -65,6 +65,7 @@ func (r *outcome) lose(ls ...topology.Loss) {
 // where the frames went that were not delivered; delivered[i] is what
 // node i's host took from its driver. It prints one line per direction.
 func (r *outcome) audit(topo *topology.Topology, delivered [2]uint64) {
+	fieldVerdict(topo, r)
 	for i := range 2 {
 		src, dst := topo.Nodes[i].Name, topo.Nodes[1-i].Name
 		for _, err := range topo.Audit(i, delivered[1-i]) {

@@ -40,6 +40,7 @@ type runOptions struct {
 	xmitClock  string
 	openBudget time.Duration
 	modelOptions
+	fieldOptions
 	faultOptions
 	hardwareOptions
 	stackOptions
@@ -61,10 +62,11 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.StringVar(&o.backend, "backend", backendNetstack, "host side of each node: netstack (embedded userspace TCP/IP stack, rootless), tap (TAP device and the Linux stack, root), frames (numbered test frames, no stack)")
 	fs.StringVar(&o.pcap, "pcap", "", "write every frame on the virtual cable to this pcap file (emulated timestamps)")
 	fs.StringVar(&o.spiTrace, "spi-trace", "", "write every SPI transaction of both nodes to this file, one JSON line each (summarise it with tsnsim trace FILE)")
-	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries (1 reproduces the field driver's loss)")
-	fs.StringVar(&o.xmitClock, "xmit-clock", "none", "none: the driver core never touches SPI when transmitting (its design); spi: read SYSCOUNT over the shared bus in every transmit, like the field driver (chip.md section 6, scenario 2)")
+	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries. The driver stops its queue when the ring is full and the qdisc holds frames, so even 1 loses nothing (ping -i 0.01 both ways over TAP: 0 loss, as with 64); the field driver's loss is --field-driver tx-slot")
+	fs.StringVar(&o.xmitClock, "xmit-clock", "none", "none: the driver core never touches SPI when transmitting (its design); spi: read SYSCOUNT over the shared bus in every transmit as if transmit could sleep: transmits wait for the bus (the report shows the wait; arping -W 0.05 both ways over TAP: waits up to tens of ms, 0 timeouts, 0 loss), nothing fails. The field driver's failure (BUG: scheduling while atomic, -110 timeouts, TX stall) is --field-driver xmit-clock")
 	fs.DurationVar(&o.openBudget, "open-budget", driver.DefaultOpenBudget, "how long each driver's Open (and Stop) may retry its register accesses on a failing SPI bus, with backoff, before giving up")
 	o.modelOptions.addFlags(fs)
+	o.fieldOptions.addFlags(fs)
 	o.faultOptions.addFlags(fs)
 	o.hardwareOptions.addFlags(fs)
 	o.stackOptions.addFlags(fs)
@@ -110,6 +112,9 @@ func (o *runOptions) validate() error {
 		return fmt.Errorf("--open-budget %v: must be positive", o.openBudget)
 	}
 	if err := o.modelOptions.validate(); err != nil {
+		return err
+	}
+	if err := o.fieldOptions.validate(o.backend); err != nil {
 		return err
 	}
 	if err := o.faultOptions.validate(); err != nil {
@@ -301,6 +306,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if o.xmitClock == "spi" {
 		cfg.Driver.XmitClock = driver.XmitClockSPI
 	}
+	o.fieldOptions.apply(&cfg)
 	inj, err := o.injector(cfg.Chip.Epoch, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
@@ -389,11 +395,17 @@ func (h *exitHooks) run() {
 	}
 }
 
-// watch starts the stall watchdog over topo's drivers (--stall-timeout);
-// the returned function stops it.
-func (o *runOptions) watch(topo *topology.Topology) func() {
-	return watchProgress(o.ctx, o.cancel, []*driver.Driver{topo.Nodes[0].Driver, topo.Nodes[1].Driver},
+// watch starts the stall watchdog over topo's drivers (--stall-timeout)
+// and the watch for a deadlock their lock watchdogs find; the returned
+// function stops both.
+func (o *runOptions) watch(topo *topology.Topology, r *outcome) func() {
+	stopProgress := watchProgress(o.ctx, o.cancel, []*driver.Driver{topo.Nodes[0].Driver, topo.Nodes[1].Driver},
 		[]string{topo.Nodes[0].Name, topo.Nodes[1].Name}, o.stallTimeout())
+	stopDeadlock := watchDeadlock(o.ctx, o.cancel, topo, r)
+	return func() {
+		stopProgress()
+		stopDeadlock()
+	}
 }
 
 // stallTimeout is --stall-timeout, or its automatic value: 10 s past the

@@ -88,7 +88,7 @@ func runStack(o *runOptions, cfg topology.Config, r *outcome) error {
 			return err
 		}
 	}
-	stopWatch := o.watch(topo)
+	stopWatch := o.watch(topo, r)
 	peer := func(i, family int) netip.Addr { return o.addrs[1-i][family].Addr() }
 	name := func(i int) string { return topo.Nodes[i].Name }
 	start := time.Now()

@@ -82,7 +82,7 @@ func runTAP(o *runOptions, cfg topology.Config, r *outcome, log *zap.Logger) err
 			return err
 		}
 	}
-	stopWatch := o.watch(topo)
+	stopWatch := o.watch(topo, r)
 	printTAPUsage(r, o, devs, addrs)
 	start := time.Now()
 	if o.duration > 0 {
