@@ -100,7 +100,7 @@ type Device struct {
 	// down is set by Quiesce: the link is down, so Receive writes
 	// nothing more (the kernel would drop the frame and count it as RX
 	// dropped, a second count of what the driver counts as refused).
-	down atomic.Bool
+	down                              atomic.Bool
 	read, offered, dropped, abandoned atomic.Uint64
 	readErrors                        atomic.Uint64
 }
