@@ -141,12 +141,16 @@ type Config struct {
 	// XmitClock says whether Transmit reads SYSCOUNT over SPI (chip.md
 	// section 6, scenario 2); default XmitClockNone.
 	XmitClock XmitClock
-	Logger    *zap.Logger
+	// TSN turns on the clock model, PHC, hardware timestamps and taprio
+	// (tsn.go); all off by default.
+	TSN    TSNConfig
+	Logger *zap.Logger
 }
 
 // Driver is one network interface driven over one SPI transport.
 type Driver struct {
 	tr  spibridge.Transport
+	ctr *countingTransport // tr: counts the transfers issued from Transmit
 	cfg Config
 	log *zap.Logger
 
@@ -171,11 +175,17 @@ type Driver struct {
 	wake   chan struct{} // queue woken after being stopped
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the worker has stopped
+
+	// TSN (nil when off): the SYSCOUNT model, the PHC, stamps and taprio.
+	clk *sysClock
+	phc *phc
+	tsn *tsnState
 }
 
 type txSlot struct {
-	mosi []byte // complete TX write transaction
-	n    int    // frame length as offered (before padding and FCS)
+	mosi []byte   // complete TX write transaction
+	n    int      // frame length as offered (before padding and FCS)
+	x    *txExtra // TSN: stamp request, window (nil: none)
 }
 
 // New returns a driver for the chip behind tr. It is down until Open.
@@ -194,14 +204,17 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	}
 	done := make(chan struct{})
 	close(done) // no worker yet
-	return &Driver{
-		tr: tr, cfg: cfg,
+	ctr := &countingTransport{Transport: tr}
+	d := &Driver{
+		tr: ctr, ctr: ctr, cfg: cfg,
 		log:  cfg.Logger.Named("driver").With(zap.String("if", cfg.Name)),
 		ring: make([]txSlot, cfg.TxRingSize),
 		kick: make(chan struct{}, 1),
 		wake: make(chan struct{}, 1),
 		done: done,
 	}
+	d.setupTSN()
+	return d
 }
 
 // Open brings the interface up: it enables TSN on the chip, takes the
@@ -229,7 +242,11 @@ func (d *Driver) Open(ctx context.Context) error {
 	if err := d.writeRetry(ctx, bo, regs.TSNSystemControl+4, uint32(regs.TSNEnable.Put(0, 1))); err != nil {
 		return err
 	}
-	if err := d.baselines(ctx, bo); err != nil {
+	err := d.baselines(ctx, bo)
+	if err == nil {
+		err = d.openClock(ctx, bo)
+	}
+	if err != nil {
 		if derr := d.WriteRegister(ctx, regs.TSNSystemControl+4, 0); derr != nil {
 			err = errors.Join(err, derr)
 		}
@@ -314,6 +331,7 @@ func (d *Driver) Stop(ctx context.Context) error {
 		}
 		d.settleLimbo(sum, err == nil)
 	}
+	d.stopStamps()
 	if err := d.writeRetry(ctx, newBackoff(), regs.TSNSystemControl+4, 0); err != nil {
 		errs = append(errs, err)
 	}

@@ -18,6 +18,7 @@ func (w *worker) receiveOne() (bool, error) {
 		// Taken while realigning, or by a failed read: its frame is
 		// at the head.
 		n, l.pending = l.pending[0], l.pending[1:]
+		w.rxTicks, w.rxStamped = 0, false // its entry is gone
 		if n <= unknownLen {
 			return true, w.discardPending(n)
 		}
@@ -50,6 +51,7 @@ func (w *worker) readMeta() (int, error) {
 		return -1, nil
 	default:
 		l.mk++
+		w.rxTicks, w.rxStamped = proto.ParseRxMetadata(w.metaMISO[proto.ReadDataStart:]).Timestamp, true
 		return n, nil
 	}
 }
@@ -78,7 +80,7 @@ func (w *worker) readFrame(n int) error {
 	case proto.FCSValid(wire):
 		l.fk++
 		l.bad = 0
-		d.deliver(wire[:n-proto.FCSLen])
+		d.deliver(wire[:n-proto.FCSLen], d.rxStamp(w.rxTicks, w.rxStamped))
 		return nil
 	case allZero(wire):
 		// The chip had no frame (a rejected read returns zeros): the
@@ -142,7 +144,7 @@ func (w *worker) readCandidate() (bool, error) {
 	l.candidate = 0
 	d.count(func(s *Stats) { s.RxRetries++ })
 	if wire := miso[proto.ReadDataStart:]; proto.FCSValid(wire) {
-		d.deliver(wire[:n-proto.FCSLen])
+		d.deliver(wire[:n-proto.FCSLen], HWStamp{}) // its entry was read before the failure: stamp not kept
 		return true, nil
 	}
 	d.count(func(s *Stats) { s.RxErrors++; s.RxOrphans++ })
@@ -200,8 +202,23 @@ func (w *worker) poll() (bool, error) {
 	return false, nil
 }
 
-func (d *Driver) deliver(frame []byte) {
-	ok := d.cfg.Receive != nil && d.cfg.Receive(frame)
+// deliver hands a frame up with its RX stamp (invalid: none).
+func (d *Driver) deliver(frame []byte, st HWStamp) {
+	var ok bool
+	if d.tsn != nil && d.tsn.cfg.ReceiveStamped != nil {
+		ok = d.tsn.cfg.ReceiveStamped(frame, st)
+	} else {
+		ok = d.cfg.Receive != nil && d.cfg.Receive(frame)
+	}
+	if d.tsn != nil {
+		d.mu.Lock()
+		if st.Valid {
+			d.tsn.stats.RxStamped++
+		} else if d.tsn.cfg.Timestamps {
+			d.tsn.stats.RxUnstamped++
+		}
+		d.mu.Unlock()
+	}
 	d.count(func(s *Stats) {
 		if ok {
 			s.RxPackets++

@@ -44,13 +44,18 @@ func (x XmitClock) String() string {
 // taken (counted in TxBusy); ErrDown and ErrFrameTooLong mean it was
 // dropped (counted in TxDropped). With XmitClockSPI it first reads
 // SYSCOUNT over SPI, unless the frame is refused anyway.
-func (d *Driver) Transmit(frame []byte) error {
+func (d *Driver) Transmit(frame []byte) error { return d.transmit(frame, nil) }
+
+// transmit is Transmit, with a stamp request when req is not nil. With
+// TSN on, the windows, priority and stamp request come from tsnMeta,
+// which reads the SYSCOUNT model: no SPI.
+func (d *Driver) transmit(frame []byte, req *StampRequest) error {
 	if d.cfg.XmitClock == XmitClockSPI {
 		d.mu.Lock()
 		sess, refused := d.sess, !d.up || d.queued == len(d.ring)
 		d.mu.Unlock()
 		if !refused {
-			d.readXmitClock(sess)
+			d.readXmitClock(xmitContext(sess))
 		}
 	}
 	d.mu.Lock()
@@ -66,12 +71,25 @@ func (d *Driver) Transmit(frame []byte) error {
 		return ErrBusy
 	}
 	wire := max(len(frame), proto.MinFrameLen) + proto.FCSLen
-	mosi, err := proto.TxFrameWrite(proto.SendNow(wire, d.cfg.Priority), frame)
+	if wire > proto.MaxWireLen {
+		d.stats.TxDropped++
+		return ErrFrameTooLong
+	}
+	meta := proto.SendNow(wire, d.cfg.Priority)
+	var x *txExtra
+	if d.tsn != nil {
+		var err error
+		if meta, x, err = d.tsnMeta(frame, wire, meta, req); err != nil {
+			d.stats.TxDropped++
+			return err
+		}
+	}
+	mosi, err := proto.TxFrameWrite(meta, frame)
 	if err != nil {
 		d.stats.TxDropped++
 		return ErrFrameTooLong
 	}
-	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame)}
+	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame), x: x}
 	d.queued++
 	if d.queued == len(d.ring) {
 		d.stopped = true // netif_stop_queue
