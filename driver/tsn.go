@@ -183,13 +183,15 @@ func (t *tsnState) wireNS(wire int) (busy, withGap int64) {
 // h2c estimates how long until the worker has written a frame of wire
 // bytes queued behind ahead (bytes of each frame ahead on the ring): each
 // write, and an RX metadata and frame read of the same size interleaved
-// with it, plus the H2C budget.
+// with it, plus the register work the worker may do first (a SYSCOUNT
+// sample, and the reads of the stamp registers: 3 tear-safe 64-bit
+// reads), plus the H2C budget.
 func (t *tsnState) h2c(wire int, ahead []int) int64 {
 	sp := t.cfg.SPI
 	one := func(n int) time.Duration {
 		return sp.Duration(proto.TxWriteHeader+n) + sp.Duration(proto.RxMetaReadLen) + sp.Duration(proto.ReadDataStart+n)
 	}
-	total := one(wire) + h2cBudget
+	total := one(wire) + h2cBudget + 9*sp.Duration(proto.RegReadLen)
 	for _, n := range ahead {
 		total += one(n)
 	}

@@ -38,7 +38,10 @@ type Config struct {
 	// interrupt lines and chips and into both directions of the cable
 	// (each node's name selects its faults). The caller closes it.
 	Faults *fault.Injector
-	Logger *zap.Logger
+	// DriverConfig, if set, adjusts node i's driver configuration after
+	// the template is applied (per-node TSN callbacks, schedules).
+	DriverConfig func(i int, c *driver.Config)
+	Logger       *zap.Logger
 }
 
 // Node is one emulated board: chip, SPI bus, driver.
@@ -85,6 +88,9 @@ func New(cfg Config, receive [2]func([]byte) bool) (*Topology, error) {
 		dc.Name = cfg.Names[i]
 		dc.Receive = receive[i]
 		dc.Logger = cfg.Logger
+		if cfg.DriverConfig != nil {
+			cfg.DriverConfig(i, &dc)
+		}
 		n.Driver = driver.New(n.Transport, dc)
 		t.Nodes[i] = n
 	}
