@@ -230,9 +230,7 @@ func (c *sysClock) reset() {
 func (c *sysClock) snapshot() ClockStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := c.stats
-	s.Interval = c.gap
-	return s
+	return c.stats
 }
 
 // due reports whether the worker should sample now.
@@ -254,6 +252,9 @@ func (c *sysClock) sampled(now time.Time, ok bool) {
 		c.gap = min(2*c.gap, c.cfg.SampleInterval)
 	}
 	c.next = now.Add(c.gap)
+	c.mu.Lock()
+	c.stats.Interval = c.gap
+	c.mu.Unlock()
 }
 
 // sampleSysCount reads SYSCOUNT tear-safe (H, L, H; L again under a new

@@ -462,3 +462,24 @@ func insideOpen(tp *driver.Taprio, c int, start, end int64) bool {
 }
 
 var _ = clock.Low29
+
+// TestXmitDetector: the stack check and the driver's own count both see
+// the field mode's SYSCOUNT reads in transmit (so their 0 elsewhere
+// means something).
+func TestXmitDetector(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newTSNRig(t, driver.Config{XmitClock: driver.XmitClockSPI, TSN: driver.TSNConfig{PHC: true}}, [2]float64{})
+		d := r.topo.Nodes[0].Driver
+		for seq := range uint32(3) {
+			if err := send(t, d, testFrame(1, -1, 0x88b5, 0, seq, 100), false, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if h, c := r.det[0].hits.Load(), d.TSNStats().XmitTransfers; h != 9 || c != 9 {
+			t.Errorf("stack check %d, driver count %d; want 9 (3 x H, L, H)", h, c)
+		}
+		if err := r.topo.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+}
