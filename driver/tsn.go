@@ -48,7 +48,7 @@ type TSNConfig struct {
 
 // enabled reports whether any TSN feature is on.
 func (c TSNConfig) enabled() bool {
-	return c.Clock.Enabled || c.PHC || c.Timestamps || c.Taprio != nil || c.ReceiveStamped != nil
+	return c.Clock.Enabled || c.PHC || c.Timestamps || c.Taprio != nil
 }
 
 // DefaultTxStampTimeout bounds a TX stamp's wait.
