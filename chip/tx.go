@@ -63,6 +63,12 @@ func (c *Chip) schedule() (txEntry, bool, time.Duration) {
 			if e.waited {
 				e.ready = later(e.ready, c.clock.TimeOf(e.opens))
 			}
+			if now != 0 {
+				// Found inside a timed window: it cannot start before
+				// the window opened, however far the transmitter's
+				// timeline is backdated (real-time timer slack).
+				e.ready = later(e.ready, c.clock.TimeOf(now-uint64((clock.Low29(now)-from)&clock.TickMask)))
+			}
 			out := *e
 			c.takeHead()
 			c.regs.Add(regs.FSCHTotalValidEntryCnt, 1)

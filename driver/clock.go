@@ -44,7 +44,7 @@ import (
 const DefaultClockSampleInterval = 100 * time.Millisecond
 
 // DefaultClockWindow is how many samples the model fits.
-const DefaultClockWindow = 8
+const DefaultClockWindow = 16
 
 // DefaultTickPeriod is SYSCOUNT's tick: 8 ns (chip.md section 5).
 const DefaultTickPeriod = 8 * time.Nanosecond

@@ -41,6 +41,7 @@ type runOptions struct {
 	stackOptions
 	framesOptions
 	tapOptions
+	tsnOptions
 
 	verbosity int
 }
@@ -59,6 +60,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	o.stackOptions.addFlags(fs)
 	o.framesOptions.addFlags(fs)
 	o.tapOptions.addFlags(fs)
+	o.tsnOptions.addFlags(fs)
 	fs.CountVarP(&o.verbosity, "verbose", "v", "log more: -v info, -vv debug (never one line per frame)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: tsnsim run [flags]\n\n"+
@@ -90,6 +92,9 @@ func (o *runOptions) validate() error {
 		return err
 	}
 	if err := o.hardwareOptions.validate(o.backend); err != nil {
+		return err
+	}
+	if err := o.tsnOptions.validate(o.backend, len(o.attach) > 0 || o.spidev != ""); err != nil {
 		return err
 	}
 	if len(o.attach) > 0 || o.spidev != "" {
@@ -241,6 +246,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if o.xmitClock == "spi" {
 		cfg.Driver.XmitClock = driver.XmitClockSPI
 	}
+	o.tsnOptions.apply(&cfg)
 	inj, err := o.injector(cfg.Chip.Epoch, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
@@ -274,6 +280,8 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		err = runStack(&o, cfg, r)
 	case o.backend == backendTAP:
 		err = runTAP(&o, cfg, r, log)
+	case o.tsn():
+		err = runTSN(&o, cfg, r)
 	case o.backend == backendFrames:
 		err = runFrames(&o, cfg, r)
 	}
