@@ -63,6 +63,8 @@ func (o *tsnOptions) validate(backend string, attached bool) error {
 		return errors.New("--tsn-interval must be positive")
 	case o.tsn() && backend != backendFrames:
 		return errors.New("--taprio and --clock-model run the TSN workload on the frames backend: add --backend frames")
+	case o.drift != "" && !o.tsn():
+		return errors.New("--drift applies to the TSN workload: add --clock-model or --taprio")
 	case (o.tsn() || o.drift != "") && attached:
 		return errors.New("--taprio, --clock-model and --drift need the emulated chips and cable (not --attach or --spidev)")
 	}
