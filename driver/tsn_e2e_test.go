@@ -483,3 +483,50 @@ func TestXmitDetector(t *testing.T) {
 		}
 	})
 }
+
+// TestPPS: the chips pulse at whole seconds of SYSCOUNT (reset values),
+// drifting +25 and -25 ppm; after AlignPPS (PHC set 0.3 s ahead, and
+// running 10 ppm fast) node a's pulses fall on its PHC's whole seconds.
+func TestPPS(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newTSNRig(t, driver.Config{TSN: driver.TSNConfig{PHC: true}}, [2]float64{25, -25})
+		a, b := r.topo.Nodes[0], r.topo.Nodes[1]
+		time.Sleep(3500 * time.Millisecond)
+		for _, n := range r.topo.Nodes {
+			var got []chip.PPSEdge
+			for len(n.Chip.PPS()) > 0 {
+				got = append(got, <-n.Chip.PPS())
+			}
+			if len(got) != 4 { // at SYSCOUNT 0, 1 s, 2 s, 3 s
+				t.Fatalf("node %s: %d edges", n.Name, len(got))
+			}
+			for k, e := range got {
+				if e.Count != uint64(k)*125_000_000 || n.Chip.Clock().At(e.At) != e.Count {
+					t.Errorf("node %s edge %d: %+v", n.Name, k, e)
+				}
+			}
+		}
+		d := a.Driver
+		now, _ := d.PHCGettime()
+		if err := d.PHCSettime(now + 300_000_000); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.PHCAdjfine(10 * 65536); err != nil {
+			t.Fatal(err)
+		}
+		sec, err := d.AlignPPS(context.Background(), 10_000_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range 3 {
+			e := <-a.Chip.PPS()
+			phc := d.PHCTime(e.Count)
+			want := sec + int64(k)*1_000_000_000
+			if phc < want || phc >= want+8 {
+				t.Errorf("aligned edge %d at PHC %d, want %d (+ less than a tick)", k, phc, want)
+			}
+		}
+		_ = b
+		r.close(t)
+	})
+}
