@@ -13,9 +13,12 @@ import (
 // reaches its next whole second (at least margin ns ahead, so the write
 // lands before it). It returns that PHC second. It uses the shared bus
 // from the caller's goroutine, like the register ioctl; calling it once
-// per second keeps the pulses on PHC seconds while the PHC is steered
-// (the cycle register holds whole ticks; the remainder is corrected at
-// the next call).
+// per second, shortly before the second, keeps the pulses on PHC seconds
+// while the PHC is steered: the pulse is timed by SYSCOUNT, which the
+// driver cannot steer, so a PHC adjusted after the call moves away from
+// it (a servo's frequency changes of tens of ppb are tens of ns over a
+// second). The cycle register holds whole ticks; the remainder is
+// corrected at the next call.
 //
 // PPS_PULSE_AT is written as H = 0xFFFFFFFF, L, H: every value seen in
 // between lies far ahead, so no pulse fires on a half-written value.
