@@ -342,6 +342,24 @@ func (p *Port) stamped(ctx context.Context, s driver.TxStamp) {
 	p.nextEvent(ctx)
 }
 
+// followUpTLVLen is the size of 802.1AS's Follow_Up information TLV
+// (IEEE 802.1AS-2020 11.4.4.3), which every gPTP Follow_Up carries and
+// ptp/protocol does not model: tlvType ORGANIZATION_EXTENSION, length 28,
+// organizationId 00-80-C2, subtype 1, cumulativeScaledRateOffset,
+// gmTimeBaseIndicator, lastGmPhaseChange, scaledLastGmFreqChange (all 0
+// from a grandmaster whose time base never changed).
+const followUpTLVLen = 32
+
+// withFollowUpTLV puts the Follow_Up information TLV after the 44 bytes
+// of a marshalled Follow_Up.
+func withFollowUpTLV(b []byte) []byte {
+	tlv := make([]byte, followUpTLVLen)
+	binary.BigEndian.PutUint16(tlv[0:], 0x0003) // ORGANIZATION_EXTENSION
+	binary.BigEndian.PutUint16(tlv[2:], 28)
+	copy(tlv[4:], []byte{0x00, 0x80, 0xc2, 0x00, 0x00, 0x01})
+	return append(b[:44:44], tlv...)
+}
+
 func marshal(pk protocol.Packet) []byte {
 	b, err := protocol.Bytes(pk)
 	if err != nil {
@@ -359,8 +377,10 @@ func (p *Port) sendSync(ctx context.Context) {
 		fh.SdoIDAndMsgType = protocol.NewSdoIDAndMsgType(protocol.MessageFollowUp, sdoID)
 		fh.FlagField = protocol.FlagPTPTimescale
 		fh.SequenceID = seq
+		fh.ControlField = 2
+		fh.MessageLength = 44 + followUpTLVLen
 		fu := &protocol.FollowUp{Header: fh, FollowUpBody: protocol.FollowUpBody{PreciseOriginTimestamp: ts(st.PHC)}}
-		p.sendGeneral(ctx, protocol.MessageFollowUp, marshal(fu))
+		p.sendGeneral(ctx, protocol.MessageFollowUp, withFollowUpTLV(marshal(fu)))
 	})
 }
 
@@ -371,6 +391,7 @@ func (p *Port) sendPdelayReq(ctx context.Context) {
 		p.mu.Unlock()
 	}
 	h := p.header(protocol.MessagePDelayReq, 54, 0, 0)
+	h.ControlField = 5
 	p.pdReqSeq = h.SequenceID
 	p.t1, p.haveResp, p.pdDone = 0, false, false
 	msg := marshal(&protocol.PDelayReq{Header: h})
@@ -399,12 +420,14 @@ func (p *Port) handle(ctx context.Context, m rxMsg) {
 		}
 		t2 := m.st.PHC
 		h := p.header(protocol.MessagePDelayResp, 54, protocol.FlagTwoStep, 0x7f)
+		h.ControlField = 5
 		h.SequenceID = v.SequenceID
 		resp := &protocol.PDelayResp{Header: h, PDelayRespBody: protocol.PDelayRespBody{
 			RequestReceiptTimestamp: ts(t2), RequestingPortIdentity: v.SourcePortIdentity}}
 		req := *v
 		p.sendEvent(ctx, protocol.MessagePDelayResp, marshal(resp), func(st driver.HWStamp) {
 			fh := p.header(protocol.MessagePDelayRespFollowUp, 54, 0, 0x7f)
+			fh.ControlField = 5
 			fh.SequenceID = req.SequenceID
 			fu := &protocol.PDelayRespFollowUp{Header: fh, PDelayRespFollowUpBody: protocol.PDelayRespFollowUpBody{
 				ResponseOriginTimestamp: ts(st.PHC), RequestingPortIdentity: req.SourcePortIdentity}}

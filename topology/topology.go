@@ -60,10 +60,15 @@ type Node struct {
 
 // Topology is two nodes and the cable between them.
 type Topology struct {
-	Nodes [2]*Node
-	Cable *cable.Cable
-	log   *zap.Logger
+	Nodes       [2]*Node
+	Cable       *cable.Cable
+	log         *zap.Logger
+	beforeClose []func()
 }
+
+// BeforeClose registers f to run at the start of Close, before the
+// drivers stop (users of the drivers, like a gPTP port, stop there).
+func (t *Topology) BeforeClose(f func()) { t.beforeClose = append(t.beforeClose, f) }
 
 // New builds the topology; receive[i] takes the frames node i receives
 // (nil: every frame is counted as dropped). The chips share one epoch, so
@@ -215,6 +220,9 @@ func (t *Topology) Attached() bool { return t.Cable == nil }
 // Close stops the drivers, the chips and the cable, and waits for every
 // goroutine they started.
 func (t *Topology) Close(ctx context.Context) error {
+	for _, f := range t.beforeClose {
+		f()
+	}
 	var errs []error
 	for _, n := range t.Nodes {
 		if err := n.Driver.Stop(ctx); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -42,6 +43,8 @@ type runOptions struct {
 	framesOptions
 	tapOptions
 	tsnOptions
+	ptpOptions
+	ptpRun *ptpSession // --ptp: the ports, started by buildTopology
 
 	verbosity int
 }
@@ -61,6 +64,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	o.framesOptions.addFlags(fs)
 	o.tapOptions.addFlags(fs)
 	o.tsnOptions.addFlags(fs)
+	o.ptpOptions.addFlags(fs)
 	fs.CountVarP(&o.verbosity, "verbose", "v", "log more: -v info, -vv debug (never one line per frame)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: tsnsim run [flags]\n\n"+
@@ -94,7 +98,10 @@ func (o *runOptions) validate() error {
 	if err := o.hardwareOptions.validate(o.backend); err != nil {
 		return err
 	}
-	if err := o.tsnOptions.validate(o.backend, len(o.attach) > 0 || o.spidev != ""); err != nil {
+	if err := o.tsnOptions.validate(o.backend, len(o.attach) > 0 || o.spidev != "", o.ptp); err != nil {
+		return err
+	}
+	if err := o.ptpOptions.validate(o.backend, len(o.attach) > 0 || o.spidev != ""); err != nil {
 		return err
 	}
 	if len(o.attach) > 0 || o.spidev != "" {
@@ -189,6 +196,7 @@ type outcome struct {
 	mu     sync.Mutex
 	out    io.Writer
 	failed bool
+	ptp    *ptpSession // --ptp: PTP frames the ports took count as delivered
 }
 
 func (r *outcome) printf(format string, args ...any) {
@@ -214,6 +222,7 @@ func (r *outcome) hasFailed() bool {
 // is what node i's host took from its driver.
 func (r *outcome) audit(topo *topology.Topology, delivered [2]uint64) {
 	for i := range 2 {
+		delivered[1-i] += r.ptp.delivered(1 - i)
 		for _, err := range topo.Audit(i, delivered[1-i]) {
 			r.fail("unaccounted: %v", err)
 		}
@@ -247,6 +256,11 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		cfg.Driver.XmitClock = driver.XmitClockSPI
 	}
 	o.tsnOptions.apply(&cfg)
+	if o.ptp {
+		o.ptpRun = newPTPSession(&o.ptpOptions, r)
+		r.ptp = o.ptpRun
+		o.ptpOptions.apply(&cfg, o.ptpRun)
+	}
 	inj, err := o.injector(cfg.Chip.Epoch, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
@@ -288,6 +302,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		r.fail("%v", err)
 	}
+	o.ptpRun.report(r)
 	stopControl()
 	reportFaults(r, inj)
 	if capture != nil {
@@ -313,6 +328,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 
 // closeTopology stops topo within a bound and reports what failed.
 func closeTopology(topo *topology.Topology, r *outcome) {
+	r.ptp.stop() // --ptp: runs its --ptp-time first
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := topo.Close(ctx); err != nil {
@@ -349,5 +365,14 @@ func (o *runOptions) buildTopology(cfg topology.Config, receive [2]func([]byte) 
 	if len(o.attach) == 2 {
 		return o.attachTopology(cfg, receive)
 	}
-	return topology.New(cfg, receive)
+	topo, err := topology.New(cfg, receive)
+	if err == nil {
+		o.setDrift(topo)
+	}
+	if err == nil && o.ptpRun != nil {
+		if err = o.ptpRun.begin(topo); err != nil {
+			err = errors.Join(err, topo.Close(context.Background()))
+		}
+	}
+	return topo, err
 }

@@ -41,7 +41,7 @@ func (o *tsnOptions) addFlags(fs *pflag.FlagSet) {
 // tsn reports whether the TSN workload runs.
 func (o *tsnOptions) tsn() bool { return o.taprio != "" || o.clockModel }
 
-func (o *tsnOptions) validate(backend string, attached bool) error {
+func (o *tsnOptions) validate(backend string, attached, ptp bool) error {
 	if o.taprio != "" {
 		tp, err := driver.ParseTaprio(o.taprio)
 		if err != nil {
@@ -63,8 +63,8 @@ func (o *tsnOptions) validate(backend string, attached bool) error {
 		return errors.New("--tsn-interval must be positive")
 	case o.tsn() && backend != backendFrames:
 		return errors.New("--taprio and --clock-model run the TSN workload on the frames backend: add --backend frames")
-	case o.drift != "" && !o.tsn():
-		return errors.New("--drift applies to the TSN workload: add --clock-model or --taprio")
+	case o.drift != "" && !o.tsn() && !ptp:
+		return errors.New("--drift applies to the TSN workload and gPTP: add --clock-model, --taprio or --ptp")
 	case (o.tsn() || o.drift != "") && attached:
 		return errors.New("--taprio, --clock-model and --drift need the emulated chips and cable (not --attach or --spidev)")
 	}
@@ -110,7 +110,7 @@ func (o *tsnOptions) apply(cfg *topology.Config) {
 	}
 }
 
-// setDrift applies --drift to the chips of topo.
+// setDrift applies --drift to the chips of topo (buildTopology).
 func (o *tsnOptions) setDrift(topo *topology.Topology) {
 	for _, n := range topo.Nodes {
 		if ppm, ok := o.drifts[n.Name]; ok && n.Chip != nil {
@@ -220,7 +220,6 @@ func runTSN(o *runOptions, cfg topology.Config, r *outcome) error {
 		return err
 	}
 	t.topo = topo
-	o.setDrift(topo)
 	ctx := context.Background()
 	if err := topo.Start(ctx); err != nil {
 		closeTopology(topo, r)
