@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -32,7 +34,10 @@ func TestRunTSNBadFlags(t *testing.T) {
 		{"run", "--backend", "frames", "--clock-model", "--clock-sample", "0"},
 		{"run", "--backend", "frames", "--drift", "c=5"},
 		{"run", "--backend", "frames", "--clock-model", "--drift", "a=x"},
-		{"run", "--backend", "frames", "--drift", "a=5"}, // no TSN workload
+		{"run", "--backend", "frames", "--drift", "a=5"}, // no TSN workload or gPTP
+		{"run", "--plot", "x.svg"},                       // --plot without --ptp
+		{"run", "--backend", "tap", "--ptp"},
+		{"run", "--ptp", "--ptp-report", "0s"},
 		{"run", "--backend", "frames", "--clock-model", "--tsn-interval", "-1s"},
 	} {
 		var out, errOut bytes.Buffer
@@ -42,5 +47,26 @@ func TestRunTSNBadFlags(t *testing.T) {
 		if errOut.Len() == 0 {
 			t.Errorf("%q: no error message", args)
 		}
+	}
+}
+
+// TestRunPTP: gPTP in real time on the frames backend; asserted is what
+// holds on a busy machine: the ports exchange every message kind, every
+// frame is accounted for (PTP frames included), the plot is written.
+func TestRunPTP(t *testing.T) {
+	plot := filepath.Join(t.TempDir(), "offset.svg")
+	var out, errOut bytes.Buffer
+	status := run([]string{"run", "--backend", "frames", "--frames", "100", "--ptp", "--ptp-time", "3s",
+		"--drift", "a=+25,b=-25", "--plot", plot}, &out, &errOut)
+	if status != 0 {
+		t.Fatalf("status %d\n%s\n%s", status, out.String(), errOut.String())
+	}
+	for _, want := range []string{"gPTP: a grandmaster", "SYNC:", "FOLLOW_UP:", "PDELAY_RESP_FOLLOW_UP:", "plot: follower offset curve"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if b, err := os.ReadFile(plot); err != nil || !bytes.Contains(b, []byte("<svg")) {
+		t.Errorf("plot: %v", err)
 	}
 }
