@@ -70,8 +70,8 @@ type ClockConfig struct {
 	// DefaultClockSampleInterval).
 	SampleInterval time.Duration
 	// SampleLead is how long before the end of a register read the chip
-	// samples it (default DefaultSampleLead; 0 after Timing of an
-	// unthrottled bus is given as a negative value: no lead).
+	// samples it: default (zero) DefaultSampleLead; negative: no lead
+	// (an unthrottled bus).
 	SampleLead time.Duration
 	// TickPeriod is the nominal SYSCOUNT tick (default 8 ns). chip.md
 	// notes a field log that reads like 10 ns; both are tested.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"sort"
 	"sync"
 	"time"
 
@@ -132,7 +131,7 @@ func (s *ptpSession) begin(topo *topology.Topology) error {
 	s.start = time.Now()
 	for _, p := range s.ports {
 		s.wg.Go(func() {
-			if err := waitUp(ctx, p, s); err == nil {
+			if err := s.waitUp(ctx); err == nil {
 				_ = p.Run(ctx)
 			}
 		})
@@ -142,7 +141,8 @@ func (s *ptpSession) begin(topo *topology.Topology) error {
 	return nil
 }
 
-func waitUp(ctx context.Context, _ *gptp.Port, s *ptpSession) error {
+// waitUp waits until both drivers are open.
+func (s *ptpSession) waitUp(ctx context.Context) error {
 	for !s.topo.Nodes[0].Driver.Up() || !s.topo.Nodes[1].Driver.Up() {
 		select {
 		case <-ctx.Done():
@@ -184,13 +184,13 @@ func (s *ptpSession) trueOffset() int64 {
 // nodes' PPS to their PHC seconds 100 ms before each second, measuring
 // the skew of the edges.
 func (s *ptpSession) watch(ctx context.Context, r *outcome) {
-	if waitUp(ctx, nil, s) != nil {
+	if s.waitUp(ctx) != nil {
 		return
 	}
 	r.printf("gPTP: a grandmaster, b follower (Sync every %v, Pdelay_Req every %v)\n", gptp.DefaultSyncInterval, gptp.DefaultPdelayInterval)
 	report := time.NewTicker(s.o.ptpEvery)
 	defer report.Stop()
-	a, b := s.topo.Nodes[0], s.topo.Nodes[1]
+	a := s.topo.Nodes[0]
 	pps := time.NewTimer(time.Hour)
 	defer pps.Stop()
 	schedulePPS := func() {
@@ -245,7 +245,6 @@ func (s *ptpSession) watch(ctx context.Context, r *outcome) {
 					}
 				}
 			}
-			_ = b
 			schedulePPS()
 		}
 	}
@@ -288,13 +287,13 @@ func (s *ptpSession) report(r *outcome) {
 				steady = append(steady, float64(p.trueOff))
 			}
 		}
-		q := percentiles(steady)
-		r.printf("gPTP: converged to within 32 ns after %v; then true offset p50 %.0f p99 %.0f max %.0f ns, RMS %.1f ns (%d points)\n",
-			conv, q[0], q[1], q[2], rms(steady), len(steady))
+		q := driver.Summarise(steady)
+		r.printf("gPTP: converged to within 32 ns after %v; then |true offset| p50 %.0f p99 %.0f max %.0f ns, RMS %.1f ns (%d points)\n",
+			conv.Round(time.Millisecond), q.P50, q.P99, q.Max, rms(steady), len(steady))
 	}
 	if len(skews) > 0 {
-		q := percentiles(skews)
-		r.printf("PPS skew b-a (edges aligned to each PHC's seconds): p50 %.0f p99 %.0f max %.0f ns (%d seconds)\n", q[0], q[1], q[2], len(skews))
+		q := driver.Summarise(skews)
+		r.printf("PPS skew b-a (edges aligned to each PHC's seconds): |skew| p50 %.0f p99 %.0f max %.0f ns, mean %+.1f ns (%d seconds)\n", q.P50, q.P99, q.Max, q.Mean, len(skews))
 	}
 	if s.o.plot != "" {
 		if err := writePlot(s.o.plot, samples, s.start); err != nil {
@@ -303,19 +302,6 @@ func (s *ptpSession) report(r *outcome) {
 			r.printf("plot: follower offset curve written to %s\n", s.o.plot)
 		}
 	}
-}
-
-// percentiles returns p50, p99 and max of |v|.
-func percentiles(v []float64) [3]float64 {
-	if len(v) == 0 {
-		return [3]float64{}
-	}
-	a := make([]float64, len(v))
-	for i, x := range v {
-		a[i] = math.Abs(x)
-	}
-	sort.Float64s(a)
-	return [3]float64{a[len(a)/2], a[min(len(a)-1, len(a)*99/100)], a[len(a)-1]}
 }
 
 func rms(v []float64) float64 {
