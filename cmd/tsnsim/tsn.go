@@ -34,7 +34,7 @@ func (o *tsnOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.taprio, "taprio", "", "802.1Qbv gate schedule in tc taprio syntax (README): each frame gets the window of its class; runs the TSN workload (--backend frames)")
 	fs.BoolVar(&o.clockModel, "clock-model", false, "turn on the driver's SYSCOUNT model, PHC and hardware timestamps and run the TSN workload (--backend frames); reports the model's error against the chips' SYSCOUNT")
 	fs.DurationVar(&o.clockSample, "clock-sample", driver.DefaultClockSampleInterval, "how often the SPI worker samples SYSCOUNT once its model has settled")
-	fs.StringVar(&o.drift, "drift", "", "chip clock drift in ppm per node, e.g. a=+25,b=-25")
+	fs.StringVar(&o.drift, "drift", "", "chip clock drift in ppm per node, e.g. a=+25,b=-25 (with --clock-model, --taprio or --ptp)")
 	fs.DurationVar(&o.tsnInterval, "tsn-interval", time.Millisecond, "TSN workload: mean gap between the frames each node sends")
 }
 
