@@ -27,7 +27,7 @@ func (o *ptpOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.ptp, "ptp", false, "run gPTP (802.1AS) between the nodes over the hardware timestamps: a grandmaster, b follows; prints offset and path delay over time, convergence, PPS skew (netstack and frames backends)")
 	fs.DurationVar(&o.ptpEvery, "ptp-report", time.Second, "--ptp: interval of the offset/path-delay lines")
 	fs.DurationVar(&o.ptpTime, "ptp-time", 20*time.Second, "--ptp: keep the nodes running at least this long (the workload may finish earlier)")
-	fs.StringVar(&o.plot, "plot", "", "--ptp: write the follower's offset curve to this SVG file")
+	fs.StringVar(&o.plot, "plot", "", "--ptp: write the follower's offset and path-delay curve to this file (SVG, or PNG for a .png name)")
 }
 
 func (o *ptpOptions) validate(backend string, attached bool) error {

@@ -255,7 +255,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if o.xmitClock == "spi" {
 		cfg.Driver.XmitClock = driver.XmitClockSPI
 	}
-	o.tsnOptions.apply(&cfg)
+	o.tsnOptions.apply(&cfg, o.ptp)
 	if o.ptp {
 		o.ptpRun = newPTPSession(&o.ptpOptions, r)
 		r.ptp = o.ptpRun

@@ -63,6 +63,8 @@ func (o *tsnOptions) validate(backend string, attached, ptp bool) error {
 		return errors.New("--tsn-interval must be positive")
 	case o.tsn() && backend != backendFrames:
 		return errors.New("--taprio and --clock-model run the TSN workload on the frames backend: add --backend frames")
+	case o.clockSample != driver.DefaultClockSampleInterval && !o.tsn() && !ptp:
+		return errors.New("--clock-sample applies to the SYSCOUNT model: add --clock-model, --taprio or --ptp")
 	case o.drift != "" && !o.tsn() && !ptp:
 		return errors.New("--drift applies to the TSN workload and gPTP: add --clock-model, --taprio or --ptp")
 	case (o.tsn() || o.drift != "") && attached:
@@ -88,9 +90,9 @@ func parseDrift(s string) (map[string]float64, error) {
 	return out, nil
 }
 
-// apply sets the drivers' TSN configuration.
-func (o *tsnOptions) apply(cfg *topology.Config) {
-	if !o.tsn() {
+// apply sets the drivers' TSN configuration (the TSN workload, or gPTP).
+func (o *tsnOptions) apply(cfg *topology.Config, ptp bool) {
+	if !o.tsn() && !ptp {
 		return
 	}
 	cfg.Driver.TSN = driver.TSNConfig{

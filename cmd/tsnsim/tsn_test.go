@@ -38,6 +38,7 @@ func TestRunTSNBadFlags(t *testing.T) {
 		{"run", "--plot", "x.svg"},                       // --plot without --ptp
 		{"run", "--backend", "tap", "--ptp"},
 		{"run", "--ptp", "--ptp-report", "0s"},
+		{"run", "--backend", "frames", "--clock-sample", "1s"}, // no clock model
 		{"run", "--backend", "frames", "--clock-model", "--tsn-interval", "-1s"},
 	} {
 		var out, errOut bytes.Buffer
