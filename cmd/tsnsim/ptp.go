@@ -278,9 +278,12 @@ func (s *ptpSession) report(r *outcome) {
 	r.printf("gPTP a: sent %v, received %v, stamp errors %d\n", sa.Sent, sa.Received, sa.StampErrors)
 	r.printf("gPTP b: sent %v, received %v, stamp errors %d, %d offsets, %d steps, path delay %.1f ns, neighbour rate ratio %.9f\n",
 		sb.Sent, sb.Received, sb.StampErrors, sb.Syncs, sb.Steps, sb.PathDelay, sb.NeighborRate)
-	if conv < 0 {
+	switch {
+	case conv < 0:
 		r.printf("gPTP: not converged (|true offset| <= 32 ns to the end)\n")
-	} else {
+	case conv == points[len(points)-1].at:
+		r.printf("gPTP: converged to within 32 ns after %v, at the last report; run longer (--ptp-time) for steady-state figures\n", conv.Round(time.Millisecond))
+	default:
 		var steady []float64
 		for _, p := range points {
 			if p.at > conv {
