@@ -158,6 +158,11 @@ type Chip struct {
 	errs     [numProtocolErrors]uint64
 	fifoCap  *fifoOverride // fault-injected FIFO caps (SetFIFOLimits); nil: none
 
+	pps      chan PPSEdge  // PPS output edges
+	ppsKick  chan struct{} // PPS registers written
+	ppsDone  chan struct{}
+	ppsStats PPSStats
+
 	irq     chan struct{} // falling-edge notifications, coalesced
 	kick    chan struct{} // wakes the transmitter
 	stop    chan struct{}
@@ -170,13 +175,16 @@ type Chip struct {
 func New(cfg Config) *Chip {
 	cfg.setDefaults()
 	c := &Chip{
-		cfg:   cfg,
-		clock: clock.New(cfg.Epoch, cfg.TickPeriod, cfg.DriftPPM),
-		log:   cfg.Logger.Named("chip").With(zap.String("node", cfg.Name)),
-		irq:   make(chan struct{}, 1),
-		kick:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		cfg:     cfg,
+		clock:   clock.New(cfg.Epoch, cfg.TickPeriod, cfg.DriftPPM),
+		log:     cfg.Logger.Named("chip").With(zap.String("node", cfg.Name)),
+		irq:     make(chan struct{}, 1),
+		pps:     make(chan PPSEdge, ppsBuffer),
+		ppsKick: make(chan struct{}, 1),
+		ppsDone: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	c.host = fifo.New[txEntry](cfg.HostFIFOFrames, nil)
 	c.rxFrames = fifo.New(cfg.RxFrameFIFOWords, frameWords)
@@ -280,6 +288,7 @@ func (c *Chip) Start() {
 	}
 	c.started = true
 	go c.transmitter()
+	go c.ppsLoop()
 }
 
 // Close stops the transmitter and waits for it. Frames still in the host
@@ -295,6 +304,7 @@ func (c *Chip) Close() {
 	c.mu.Unlock()
 	if started {
 		<-c.done
+		<-c.ppsDone
 	}
 }
 

@@ -174,6 +174,8 @@ func (c *Chip) writeRegister(off uint16, v uint32) {
 	case regs.TSNRxControl, regs.TSNTxControl:
 		c.applyControl()
 		c.wakeTransmitter()
+	case regs.PPSPulseAt, regs.PPSCycle1S:
+		c.kickPPS()
 	case regs.TSNSystemControl:
 		switch on := regs.TSNEnable.Set(c.regs.Get(regs.TSNSystemControl)); {
 		case on && c.enabled.IsZero():

@@ -56,12 +56,26 @@ func (c *Chip) schedule() (txEntry, bool, time.Duration) {
 		if (to-from)&clock.TickMask != clock.TickMask { // not an always-open window
 			now = c.clock.Now()
 			state = clock.Window(clock.Low29(now), from, to)
+			if late := time.Since(c.clock.TimeOf(e.opens)); e.waited && state == clock.Passed && late >= 0 && late <= maxBackdate &&
+				!c.lineFree.After(c.clock.TimeOf(e.opens+uint64((to-from)&clock.TickMask))) {
+				// Held for this window and woken late (real-time
+				// timer slack): the emulated transmitter started it
+				// when the window opened (or the line was free, still
+				// inside it), as it backdates the line.
+				now, state = e.opens, clock.Inside
+			}
 		}
 		switch state {
 		case clock.Inside:
 			e.ready = later(e.ready, c.enabled)
 			if e.waited {
 				e.ready = later(e.ready, c.clock.TimeOf(e.opens))
+			}
+			if now != 0 {
+				// Found inside a timed window: it cannot start before
+				// the window opened, however far the transmitter's
+				// timeline is backdated (real-time timer slack).
+				e.ready = later(e.ready, c.clock.TimeOf(now-uint64((clock.Low29(now)-from)&clock.TickMask)))
 			}
 			out := *e
 			c.takeHead()

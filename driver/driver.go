@@ -175,12 +175,16 @@ type Config struct {
 	// through the register path this often, as a PTP daemon reading the
 	// PHC would (failures in ClockReadErrors).
 	ClockReads time.Duration
-	Logger     *zap.Logger
+	// TSN turns on the clock model, PHC, hardware timestamps and taprio
+	// (tsn.go); all off by default.
+	TSN    TSNConfig
+	Logger *zap.Logger
 }
 
 // Driver is one network interface driven over one SPI transport.
 type Driver struct {
 	tr  spibridge.Transport
+	ctr *countingTransport // tr: counts the transfers issued from Transmit
 	cfg Config
 	log *zap.Logger
 
@@ -212,11 +216,17 @@ type Driver struct {
 	wake   chan struct{} // queue woken after being stopped
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the worker has stopped
+
+	// TSN (nil when off): the SYSCOUNT model, the PHC, stamps and taprio.
+	clk *sysClock
+	phc *phc
+	tsn *tsnState
 }
 
 type txSlot struct {
-	mosi []byte // complete TX write transaction
-	n    int    // frame length as offered (before padding and FCS)
+	mosi []byte   // complete TX write transaction
+	n    int      // frame length as offered (before padding and FCS)
+	x    *txExtra // TSN: stamp request, window (nil: none)
 }
 
 // New returns a driver for the chip behind tr. It is down until Open.
@@ -238,8 +248,9 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	}
 	done := make(chan struct{})
 	close(done) // no worker yet
+	ctr := &countingTransport{Transport: tr}
 	d := &Driver{
-		tr: tr, cfg: cfg, chipStats: newChipCounters(),
+		tr: ctr, ctr: ctr, cfg: cfg, chipStats: newChipCounters(),
 		log:  cfg.Logger.Named("driver").With(zap.String("if", cfg.Name)),
 		kick: make(chan struct{}, 1),
 		wake: make(chan struct{}, 1),
@@ -247,6 +258,7 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	}
 	d.initField()
 	d.ring = make([]txSlot, d.cfg.TxRingSize)
+	d.setupTSN()
 	return d
 }
 
@@ -292,8 +304,9 @@ func (d *Driver) Open(ctx context.Context) error {
 	return nil
 }
 
-// initChip enables TSN and takes the baselines (what Open does on the
-// chip, and what the reset path does again on a chip found reset). Counters
+// initChip enables TSN, takes the baselines and starts the SYSCOUNT model
+// (what Open does on the chip, and what the reset path does again on a
+// chip found reset). Counters
 // that do not read back the same (bits flipped on MISO) are read again,
 // until ctx ends.
 func (d *Driver) initChip(ctx context.Context, bo *backoff) error {
@@ -312,7 +325,10 @@ func (d *Driver) initChipOnce(ctx context.Context, bo *backoff) error {
 	if err := d.writeRetry(ctx, bo, regs.TSNSystemControl+4, uint32(regs.TSNEnable.Put(0, 1))); err != nil {
 		return err
 	}
-	return d.baselines(ctx, bo)
+	if err := d.baselines(ctx, bo); err != nil {
+		return err
+	}
+	return d.openClock(ctx, bo) // a reset chip's SYSCOUNT restarted: sample it anew
 }
 
 // baselines resolves a write left in limbo by the last session and reads
@@ -407,6 +423,7 @@ func (d *Driver) Stop(ctx context.Context) error {
 		}
 		d.settleLimbo(sum, err == nil)
 	}
+	d.stopStamps()
 	if err := d.writeRetry(ctx, newLifeBackoff(), regs.TSNSystemControl+4, 0); err != nil {
 		errs = append(errs, err)
 	}

@@ -17,24 +17,24 @@ func (d *Driver) fieldTransmit(frame []byte) error {
 	refused := !up || (!d.cfg.Field.Has(FieldTxSlot) && d.queued == len(d.ring))
 	d.mu.Unlock()
 	if !up {
-		return d.enqueue(frame) // counted as dropped, interface down
+		return d.enqueue(frame, nil) // counted as dropped, interface down
 	}
 	if d.cfg.Field&(FieldLockOrder|FieldXmitClock) == 0 {
-		return d.enqueue(frame)
+		return d.enqueue(frame, nil)
 	}
 	caller := callerOutside()
 	ctx := withTask(sess, &task{name: "ndo_start_xmit (from " + caller + ")"})
 	if d.cfg.Field.Has(FieldLockOrder) {
 		t := taskOf(ctx, "")
 		if err := d.fld.txLock.lock(ctx, t, d); err != nil {
-			return d.enqueue(frame) // the interface went down while waiting
+			return d.enqueue(frame, nil) // the interface went down while waiting
 		}
 		defer d.fld.txLock.unlock(t)
 	}
 	if d.cfg.XmitClock == XmitClockSPI && !refused {
 		d.readXmitClock(withAtomic(ctx, caller))
 	}
-	return d.enqueue(frame)
+	return d.enqueue(frame, nil)
 }
 
 // callerOutside names the first function on the stack outside this

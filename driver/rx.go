@@ -18,6 +18,7 @@ func (w *worker) receiveOne() (bool, error) {
 		// Taken while realigning, or by a failed read: its frame is
 		// at the head.
 		n, l.pending = l.pending[0], l.pending[1:]
+		w.rxTicks, w.rxStamped = 0, false // its entry is gone
 		if n <= unknownLen {
 			return true, w.discardPending(n)
 		}
@@ -52,6 +53,7 @@ func (w *worker) readMeta() (int, error) {
 		return -1, nil
 	default:
 		l.mk++
+		w.rxTicks, w.rxStamped = proto.ParseRxMetadata(w.metaMISO[proto.ReadDataStart:]).Timestamp, true
 		return n, nil
 	}
 }
@@ -79,7 +81,7 @@ func (w *worker) readFrame(n int) error {
 	case proto.FCSValid(wire):
 		l.fk++
 		l.bad = 0
-		d.deliver(wire[:d.upLen(n)])
+		d.deliver(wire[:d.upLen(n)], d.rxStamp(w.rxTicks, w.rxStamped))
 		return nil
 	case nearZero(wire):
 		// The chip had no frame (a rejected read returns zeros, maybe
@@ -145,7 +147,7 @@ func (w *worker) readCandidate() (bool, error) {
 	l.candidate = 0
 	d.count(func(s *Stats) { s.RxRetries++ })
 	if wire := miso[proto.ReadDataStart:]; proto.FCSValid(wire) {
-		d.deliver(wire[:d.upLen(n)])
+		d.deliver(wire[:d.upLen(n)], HWStamp{}) // its entry was read before the failure: stamp not kept
 		return true, nil
 	}
 	d.count(func(s *Stats) { s.RxErrors++; s.RxOrphans++ })
@@ -203,8 +205,23 @@ func (w *worker) poll() (bool, error) {
 	return false, nil
 }
 
-func (d *Driver) deliver(frame []byte) {
-	ok := d.cfg.Receive != nil && d.cfg.Receive(frame)
+// deliver hands a frame up with its RX stamp (invalid: none).
+func (d *Driver) deliver(frame []byte, st HWStamp) {
+	var ok bool
+	if d.tsn != nil && d.tsn.cfg.ReceiveStamped != nil {
+		ok = d.tsn.cfg.ReceiveStamped(frame, st)
+	} else {
+		ok = d.cfg.Receive != nil && d.cfg.Receive(frame)
+	}
+	if d.tsn != nil {
+		d.mu.Lock()
+		if st.Valid {
+			d.tsn.stats.RxStamped++
+		} else if d.tsn.cfg.Timestamps {
+			d.tsn.stats.RxUnstamped++
+		}
+		d.mu.Unlock()
+	}
 	d.count(func(s *Stats) {
 		if ok {
 			s.RxPackets++

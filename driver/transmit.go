@@ -44,24 +44,29 @@ func (x XmitClock) String() string {
 // taken (counted in TxBusy); ErrDown and ErrFrameTooLong mean it was
 // dropped (counted in TxDropped). With XmitClockSPI it first reads
 // SYSCOUNT over SPI, unless the frame is refused anyway.
-func (d *Driver) Transmit(frame []byte) error {
+func (d *Driver) Transmit(frame []byte) error { return d.transmit(frame, nil) }
+
+// transmit is Transmit, with a stamp request when req is not nil. With
+// TSN on, the windows, priority and stamp request come from tsnMeta,
+// which reads the SYSCOUNT model: no SPI.
+func (d *Driver) transmit(frame []byte, req *StampRequest) error {
 	if d.cfg.Field != 0 {
-		return d.fieldTransmit(frame) // the field driver (field_tx.go)
+		return d.fieldTransmit(frame) // the field driver (field_tx.go): no TSN
 	}
 	if d.cfg.XmitClock == XmitClockSPI {
 		d.mu.Lock()
 		sess, refused := d.sess, !d.up || d.queued == len(d.ring)
 		d.mu.Unlock()
 		if !refused {
-			d.readXmitClock(sess)
+			d.readXmitClock(xmitContext(sess))
 		}
 	}
-	return d.enqueue(frame)
+	return d.enqueue(frame, req)
 }
 
 // enqueue is the locked part of Transmit: it counts the frame and queues
-// it on the ring, or refuses it.
-func (d *Driver) enqueue(frame []byte) error {
+// it on the ring, or refuses it; req is transmit's stamp request.
+func (d *Driver) enqueue(frame []byte, req *StampRequest) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stats.TxOffered++
@@ -80,13 +85,26 @@ func (d *Driver) enqueue(frame []byte) error {
 		return ErrBusy
 	}
 	wire := max(len(frame), proto.MinFrameLen) + proto.FCSLen
-	mosi, err := proto.AppendTxFrameWrite(d.txBuffer(), proto.SendNow(wire, d.cfg.Priority), frame)
+	if wire > proto.MaxWireLen {
+		d.stats.TxDropped++
+		return ErrFrameTooLong
+	}
+	meta := proto.SendNow(wire, d.cfg.Priority)
+	var x *txExtra
+	if d.tsn != nil {
+		var err error
+		if meta, x, err = d.tsnMeta(frame, wire, meta, req); err != nil {
+			d.stats.TxDropped++
+			return err
+		}
+	}
+	mosi, err := proto.AppendTxFrameWrite(d.txBuffer(), meta, frame)
 	if err != nil {
 		d.recycle(mosi)
 		d.stats.TxDropped++
 		return ErrFrameTooLong
 	}
-	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame)}
+	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame), x: x}
 	d.queued++
 	d.txq.Store(int32(d.queued))
 	if d.queued == len(d.ring) && !d.cfg.Field.Has(FieldTxSlot) {

@@ -56,6 +56,9 @@ func (d *Driver) finishTx(s txSlot, o txOutcome) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.inFlight--
+	if d.tsn != nil {
+		d.tsnTxDone(s, o == txSent || o == txReconciled)
+	}
 	d.recycle(s.mosi)
 	switch o {
 	case txSent, txReconciled:
@@ -89,6 +92,8 @@ func (w *worker) sendTx(s txSlot) {
 	if cap(w.scratch) < len(s.mosi) {
 		w.scratch = make([]byte, len(s.mosi), proto.TxWriteHeader+proto.MaxWireLen)
 	}
+	stamp := w.beforeStampedWrite(s)
+	defer func() { w.stampWritten(stamp) }()
 	for attempt := 1; ; attempt++ {
 		err := d.tr.Transfer(w.ctx, s.mosi, w.scratch[:len(s.mosi)])
 		if err == nil {

@@ -24,6 +24,8 @@ type worker struct {
 	meta, metaMISO, frameMOSI []byte
 	scratch                   []byte // TX MISO buffer
 	polled                    bool   // draining because a poll found frames
+	rxTicks                   uint64 // rx_metadata timestamp of the entry being read
+	rxStamped                 bool   // rxTicks belongs to the frame being read
 
 	reset         resetState
 	lastChipStats time.Time
@@ -66,6 +68,9 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		case gotTick && !rxPending:
 			rxPending, failed = w.pollOnce()
 			idleChecked = false
+		}
+		if !failed && !w.tsnRound() {
+			failed = true
 		}
 		progress := false
 		if slot, ok := d.takeTx(); ok {
@@ -117,6 +122,7 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		case <-d.kick:
 		case <-tick.C:
 			gotTick = true
+		case <-w.tsnWake():
 		case <-ctx.Done():
 			return
 		}
@@ -206,4 +212,7 @@ func (w *worker) failed(what string, err error) {
 	}
 	w.d.count(func(s *Stats) { s.SPIErrors++ })
 	w.d.log.Debug(what+" failed", zap.Error(err))
+	if w.d.clk != nil {
+		w.d.clk.stale = true // resample SYSCOUNT after any fault
+	}
 }

@@ -1,5 +1,7 @@
 // Package host is the seam between a driver core and the network stack
-// above it: frames in, frames out. Implementations: the embedded
+// above it: frames in, frames out, with their hardware timestamps (RX
+// stamps on received frames, TX stamp completions for frames that asked
+// for one: StampedNIC, StampedBackend). Implementations: the embedded
 // userspace stack (host/netstack, the default), a TAP device with the
 // Linux stack (host/tap, needs root), and in-memory endpoints in tests.
 package host
@@ -26,6 +28,46 @@ type NIC interface {
 
 var _ NIC = (*driver.Driver)(nil)
 
+// StampedNIC is a NIC that takes TX timestamp requests (SKBTX_HW_TSTAMP).
+// *driver.Driver implements it; the outcome of each request goes to the
+// driver's TSNConfig.TxStamped (wired to StampedBackend.TxStamped by
+// Wire).
+type StampedNIC interface {
+	NIC
+	TransmitStamped(frame []byte, req driver.StampRequest) error
+}
+
+var _ StampedNIC = (*driver.Driver)(nil)
+
+// StampedBackend is a Backend that takes hardware timestamps: every
+// received frame with its RX stamp (skb_hwtstamps), and the outcome of
+// every TX stamp request (skb_tstamp_tx on the error queue). Stamps are
+// PHC nanoseconds at the wire (driver.HWStamp).
+type StampedBackend interface {
+	Backend
+	// ReceiveStamped is Receive with the frame's RX stamp (Valid false
+	// when the driver has none for it).
+	ReceiveStamped(frame []byte, rx driver.HWStamp) bool
+	// TxStamped reports a TX stamp request's outcome; it runs on the
+	// driver's SPI worker and must not block for long.
+	TxStamped(s driver.TxStamp)
+}
+
+// Wire sets cfg's receive callbacks to b's: Receive, and with TSN on,
+// ReceiveStamped and TxStamped when b is a StampedBackend.
+func Wire(cfg *driver.Config, b Backend) {
+	cfg.Receive = b.Receive
+	if sb, ok := b.(StampedBackend); ok {
+		cfg.TSN.ReceiveStamped = sb.ReceiveStamped
+		cfg.TSN.TxStamped = sb.TxStamped
+	}
+}
+
+// OfferStamped is Offer with a TX stamp request.
+func OfferStamped(ctx context.Context, nic StampedNIC, frame []byte, req driver.StampRequest) error {
+	return offer(ctx, nic, func() error { return nic.TransmitStamped(frame, req) })
+}
+
 // Backend is a network stack attached to one node.
 type Backend interface {
 	// Receive hands the stack one frame the driver received (FCS
@@ -50,9 +92,13 @@ const requeueWait = 100 * time.Millisecond
 // once the driver took the frame, the driver's error if it dropped it,
 // or ctx's error.
 func Offer(ctx context.Context, nic NIC, frame []byte) error {
+	return offer(ctx, nic, func() error { return nic.Transmit(frame) })
+}
+
+func offer(ctx context.Context, nic NIC, transmit func() error) error {
 	for {
 		if !nic.QueueStopped() {
-			err := nic.Transmit(frame)
+			err := transmit()
 			if !errors.Is(err, driver.ErrBusy) {
 				return err
 			}

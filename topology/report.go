@@ -76,6 +76,9 @@ func WriteChipReport(w io.Writer, c *chip.Chip, bus *spibridge.InProcess, elapse
 	cs := c.Stats()
 	fmt.Fprintf(w, "    model: protocol errors %d %v, read-only writes %d, unmapped writes %d, host FIFO %d queued, RX FIFO %d queued\n",
 		cs.ProtocolErrors, cs.ProtocolErrorsByKind, cs.ReadOnlyWrites, cs.UnmappedWrites, cs.HostFIFO.Len, cs.RxMetaFIFO.Len)
+	ps := c.PPSStats()
+	fmt.Fprintf(w, "    PPS: %d pulses (last at SYSCOUNT %d), %d cycles skipped, next at SYSCOUNT %d every %d ticks\n",
+		ps.Pulses, ps.Last.Count, ps.Skipped, c.Register(regs.PPSPulseAt), c.Register(regs.PPSCycle1S))
 }
 
 // writeCounters prints the non-zero counter registers.

@@ -44,8 +44,11 @@ type Config struct {
 	// (their own Timer fields), which then wait through it instead of
 	// the time package. Tests leave it nil (virtual time needs the time
 	// package); the caller closes it after the topology.
-	Timer  *rtimer.Service
-	Logger *zap.Logger
+	Timer *rtimer.Service
+	// DriverConfig, if set, adjusts node i's driver configuration after
+	// the template is applied (per-node TSN callbacks, schedules).
+	DriverConfig func(i int, c *driver.Config)
+	Logger       *zap.Logger
 }
 
 // Node is one emulated board: chip, SPI bus, driver.
@@ -66,10 +69,15 @@ type Node struct {
 
 // Topology is two nodes and the cable between them.
 type Topology struct {
-	Nodes [2]*Node
-	Cable *cable.Cable
-	log   *zap.Logger
+	Nodes       [2]*Node
+	Cable       *cable.Cable
+	log         *zap.Logger
+	beforeClose []func()
 }
+
+// BeforeClose registers f to run at the start of Close, before the
+// drivers stop (users of the drivers, like a gPTP port, stop there).
+func (t *Topology) BeforeClose(f func()) { t.beforeClose = append(t.beforeClose, f) }
 
 // New builds the topology; receive[i] takes the frames node i receives
 // (nil: every frame is counted as dropped). The chips share one epoch, so
@@ -94,6 +102,9 @@ func New(cfg Config, receive [2]func([]byte) bool) (*Topology, error) {
 		dc.Name = cfg.Names[i]
 		dc.Receive = receive[i]
 		dc.Logger = cfg.Logger
+		if cfg.DriverConfig != nil {
+			cfg.DriverConfig(i, &dc)
+		}
 		n.Driver = driver.New(n.Transport, dc)
 		t.Nodes[i] = n
 	}
@@ -221,6 +232,9 @@ func (t *Topology) Attached() bool { return t.Cable == nil }
 // Close stops the drivers, the chips and the cable, and waits for every
 // goroutine they started.
 func (t *Topology) Close(ctx context.Context) error {
+	for _, f := range t.beforeClose {
+		f()
+	}
 	var errs []error
 	for _, n := range t.Nodes {
 		if err := n.Driver.Stop(ctx); err != nil {

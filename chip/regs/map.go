@@ -163,8 +163,8 @@ var Map = []Def{
 	{Offset: TSNTxControl, Name: "TSN_TX_CONTROL", Access: ReadWrite,
 		Reset:  TxInterFrameGap.Put(0, DefaultInterFrameGap),
 		Fields: []Field{TxInterFrameGap, TxHostFIFOFullLimit}},
-	{Offset: PPSPulseAt, Name: "PPS_PULSE_AT", Access: ReadWrite, Doc: "stored; the model has no PPS output"},
-	{Offset: PPSCycle1S, Name: "PPS_CYCLE_1S", Access: ReadWrite, Reset: DefaultPPSCycle, Doc: "stored; the model has no PPS output"},
+	{Offset: PPSPulseAt, Name: "PPS_PULSE_AT", Access: ReadWrite, Doc: "SYSCOUNT of the next PPS pulse; advances by PPS_CYCLE_1S at each pulse"},
+	{Offset: PPSCycle1S, Name: "PPS_CYCLE_1S", Access: ReadWrite, Reset: DefaultPPSCycle, Doc: "ticks between PPS pulses; 0 stops the output"},
 }
 
 var index = func() map[uint16]*Def {

@@ -16,6 +16,7 @@ type outcome struct {
 	mu      sync.Mutex
 	out     io.Writer
 	verdict topology.Verdict
+	ptp     *ptpSession // --ptp: PTP frames the ports took count as delivered
 }
 
 func (r *outcome) printf(format string, args ...any) {
@@ -67,6 +68,7 @@ func (r *outcome) lose(ls ...topology.Loss) {
 func (r *outcome) audit(topo *topology.Topology, delivered [2]uint64) {
 	fieldVerdict(topo, r)
 	for i := range 2 {
+		delivered[1-i] += r.ptp.delivered(1 - i)
 		src, dst := topo.Nodes[i].Name, topo.Nodes[1-i].Name
 		for _, err := range topo.Audit(i, delivered[1-i]) {
 			var im *topology.Imbalance

@@ -46,6 +46,9 @@ type runOptions struct {
 	stackOptions
 	framesOptions
 	tapOptions
+	tsnOptions
+	ptpOptions
+	ptpRun *ptpSession // --ptp: the ports, started by buildTopology
 
 	stall     time.Duration
 	verbosity int
@@ -72,6 +75,8 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	o.stackOptions.addFlags(fs)
 	o.framesOptions.addFlags(fs)
 	o.tapOptions.addFlags(fs)
+	o.tsnOptions.addFlags(fs)
+	o.ptpOptions.addFlags(fs)
 	fs.DurationVar(&o.stall, "stall-timeout", 0, "give up when a driver keeps frames on its TX ring and completes none for this long: print the report and the error, exit 1 (0: 10s past the longest --fault window)")
 	fs.CountVarP(&o.verbosity, "verbose", "v", "log more: -v info, -vv debug (never one line per frame)")
 	fs.Usage = func() {
@@ -125,6 +130,15 @@ func (o *runOptions) validate() error {
 	}
 	if err := o.validateNode(); err != nil {
 		return err
+	}
+	if err := o.tsnOptions.validate(o.backend, len(o.attach) > 0 || o.spidev != "", o.ptp); err != nil {
+		return err
+	}
+	if err := o.ptpOptions.validate(o.backend, len(o.attach) > 0 || o.spidev != ""); err != nil {
+		return err
+	}
+	if o.field != 0 && (o.tsn() || o.ptp) {
+		return fmt.Errorf("--field-driver reproduces the field driver, which had no TSN support: it cannot be combined with --taprio, --clock-model or --ptp")
 	}
 	if len(o.attach) > 0 || o.spidev != "" {
 		if o.faultOptions.anything {
@@ -307,6 +321,12 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		cfg.Driver.XmitClock = driver.XmitClockSPI
 	}
 	o.fieldOptions.apply(&cfg)
+	o.tsnOptions.apply(&cfg, o.ptp)
+	if o.ptp {
+		o.ptpRun = newPTPSession(&o.ptpOptions, r)
+		r.ptp = o.ptpRun
+		o.ptpOptions.apply(&cfg, o.ptpRun)
+	}
 	inj, err := o.injector(cfg.Chip.Epoch, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tsnsim run: %v\n", err)
@@ -342,6 +362,8 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		err = runStack(&o, cfg, r)
 	case o.backend == backendTAP:
 		err = runTAP(&o, cfg, r, log)
+	case o.tsn():
+		err = runTSN(&o, cfg, r)
 	case o.backend == backendFrames:
 		err = runFrames(&o, cfg, r)
 	}
@@ -355,6 +377,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	default:
 		r.failFirst(cause)
 	}
+	o.ptpRun.report(r)
 	stopControl()
 	reportFaults(r, inj)
 	if capture != nil {
@@ -453,6 +476,7 @@ func startFailed(topo *topology.Topology, r *outcome, err error, received [2]uin
 
 // closeTopology stops topo within a bound and reports what failed.
 func closeTopology(topo *topology.Topology, r *outcome) {
+	r.ptp.stop() // --ptp: runs its --ptp-time first
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := topo.Close(ctx); err != nil {
@@ -489,5 +513,14 @@ func (o *runOptions) buildTopology(cfg topology.Config, receive [2]func([]byte) 
 	if len(o.attach) == 2 {
 		return o.attachTopology(cfg, receive)
 	}
-	return topology.New(cfg, receive)
+	topo, err := topology.New(cfg, receive)
+	if err == nil {
+		o.setDrift(topo)
+	}
+	if err == nil && o.ptpRun != nil {
+		if err = o.ptpRun.begin(topo); err != nil {
+			err = errors.Join(err, topo.Close(context.Background()))
+		}
+	}
+	return topo, err
 }
