@@ -148,6 +148,12 @@ func (d *Driver) startAftermath() {
 		return
 	}
 	f.lostUntil = now.Add(FieldAftermath)
+	if !f.txFailing {
+		// TX stalls from here until a TX write next succeeds, whether
+		// the worker's writes fail or it is busy with other transfers
+		// that fail (the reset check, counter reads) and writes none.
+		f.txFailing, f.stallStart = true, now
+	}
 	d.log.Error("softirq exited with a corrupted preempt count (modelled): SPI completions are lost",
 		zap.Duration("for", FieldAftermath))
 }

@@ -80,7 +80,7 @@ type Stats struct {
 	TxSlotDrops     uint64        // FieldTxSlot: frames reported sent and dropped, the slot taken
 	AtomicSleepBugs uint64        // FieldXmitClock: blocking SPI transfers from the transmit path (BUG: scheduling while atomic)
 	LostCompletions uint64        // SPI transfers timed out (-110) because their completion was lost after such a BUG
-	TxMaxStall      time.Duration // longest time TX writes kept failing, until one succeeded (or until now)
+	TxMaxStall      time.Duration // longest time from a failed TX write or a BUG until a TX write succeeded (or until now)
 	Deadlocks       uint64        // FieldLockOrder: lock cycles found by the lock watchdog
 	ClockReads      uint64        // Config.ClockReads: SYSCOUNT reads of the clock reader
 	ClockReadErrors uint64        // ... and the failed ones

@@ -11,16 +11,19 @@ import (
 // TestRunTSN: the TSN workload in real time. Only what holds on a busy
 // machine is asserted: every frame accounted for, no SPI transfer from
 // transmit, the reports printed (timing figures live in the driver's
-// virtual-time tests).
+// virtual-time tests). Window violations are not asserted here: a
+// transmitter that wakes later than the chip's backdate bound (250 us
+// with the precise timer) on a contended machine puts a frame on the
+// line after its window closed, which the report counts and fails.
 func TestRunTSN(t *testing.T) {
 	var out, errOut bytes.Buffer
 	status := run([]string{"run", "--backend", "frames", "--frames", "300", "--drift", "a=+25,b=-25",
 		"--taprio", "num_tc 4 map 0 1 2 3 base-time 0 sched-entry S 08 100000 sched-entry S 07 900000 fail-policy 3 retry"}, &out, &errOut)
-	if strings.Contains(out.String(), "unaccounted") || strings.Contains(out.String(), "window violations\nFAIL") {
+	if strings.Contains(out.String(), "UNACCOUNTED") {
 		t.Errorf("status %d\n%s\n%s", status, out.String(), errOut.String())
 	}
 	for _, want := range []string{"clock model a: error vs SYSCOUNT", "SPI transfers from transmit: 0",
-		"taprio b class 3:", "taprio a: 0 window violations", "stamps b: TX"} {
+		"taprio b class 3:", "window violations (frames on the wire outside an open interval of their class)", "stamps b: TX"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
