@@ -3,6 +3,7 @@ package spibridge
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"syscall"
 	"time"
 
@@ -63,6 +64,9 @@ const (
 	FaultTimeoutAfter  = "spi.timeout-after"
 	FaultLatency       = "spi.latency"
 	FaultStuck         = "spi.stuck"
+	// FaultFlip is never an error's kind (a flipped read completes); it
+	// marks traced transfers (Timeline.Faults).
+	FaultFlip = "spi.flip"
 )
 
 // FaultError is a transfer failure caused by an injected fault. It wraps
@@ -99,7 +103,10 @@ func (b *InProcess) SetFaults(f SPIFaults) {
 // releases the bus and accounts it. With the timing model off the
 // faults' own durations still elapse: an injected timeout waits for the
 // deadline, latency and stuck sleep.
-func (b *InProcess) faulty(f SPIFault, tx, rx []byte, waited time.Duration, start time.Time, timeout time.Duration) error {
+//
+// *kinds is set to the fault kinds that acted on the transfer (see
+// faultKinds), for a tracer.
+func (b *InProcess) faulty(f SPIFault, tx, rx []byte, waited time.Duration, start time.Time, timeout time.Duration, kinds *string) error {
 	defer b.release()
 	deadline := start.Add(timeout)
 	n := len(tx)
@@ -111,7 +118,7 @@ func (b *InProcess) faulty(f SPIFault, tx, rx []byte, waited time.Duration, star
 		fs.FaultStuck = 1
 		if !b.stuckUntil.Before(deadline) {
 			b.sleepUntil(deadline)
-			b.accountFault(waited, time.Since(start), fs)
+			b.accountFault(waited, time.Since(start), fs, kinds)
 			return b.injected(FaultStuck, n, timeout)
 		}
 		b.sleepUntil(b.stuckUntil)
@@ -120,7 +127,7 @@ func (b *InProcess) faulty(f SPIFault, tx, rx []byte, waited time.Duration, star
 	if f.TimeoutBefore {
 		b.sleepUntil(deadline)
 		fs.FaultTimeoutBefore = 1
-		b.accountFault(waited, time.Since(start), fs)
+		b.accountFault(waited, time.Since(start), fs, kinds)
 		return b.injected(FaultTimeoutBefore, n, timeout)
 	}
 	model := b.timing.Duration(n)
@@ -135,7 +142,7 @@ func (b *InProcess) faulty(f SPIFault, tx, rx []byte, waited time.Duration, star
 		case f.Latency > 0:
 			kind, fs.FaultLatency = FaultLatency, 1
 		}
-		b.accountFault(waited, time.Since(start), fs)
+		b.accountFault(waited, time.Since(start), fs, kinds)
 		if kind == "" {
 			return b.timedOut(n, timeout)
 		}
@@ -153,7 +160,7 @@ func (b *InProcess) faulty(f SPIFault, tx, rx []byte, waited time.Duration, star
 	if f.TimeoutAfter {
 		b.sleepUntil(deadline)
 		fs.FaultTimeoutAfter = 1
-		b.accountFault(waited, time.Since(start), fs)
+		b.accountFault(waited, time.Since(start), fs, kinds)
 		return b.injected(FaultTimeoutAfter, n, timeout)
 	}
 	if f.FlipMISOBits > 0 && tx[0] == proto.CmdRead {
@@ -162,7 +169,7 @@ func (b *InProcess) faulty(f SPIFault, tx, rx []byte, waited time.Duration, star
 		}
 	}
 	fs.Transfers, fs.Bytes = 1, uint64(n)
-	b.accountFault(waited, time.Since(start), fs)
+	b.accountFault(waited, time.Since(start), fs, kinds)
 	return nil
 }
 
@@ -203,10 +210,29 @@ func flipBits(miso []byte, n int, seed uint64) int {
 	return n
 }
 
+// faultKinds names the fault kinds one transfer's counts fs hold, in
+// the order they act, joined by "+" (e.g. "spi.latency+spi.flip").
+func (fs *BusStats) faultKinds() string {
+	var k []string
+	for _, c := range []struct {
+		n    uint64
+		kind string
+	}{
+		{fs.FaultStuck, FaultStuck}, {fs.FaultTimeoutBefore, FaultTimeoutBefore}, {fs.FaultLatency, FaultLatency},
+		{fs.FaultTimeoutAfter, FaultTimeoutAfter}, {fs.FaultFlips, FaultFlip},
+	} {
+		if c.n > 0 {
+			k = append(k, c.kind)
+		}
+	}
+	return strings.Join(k, "+")
+}
+
 // accountFault adds one transfer that ran with an injected fault: fs
 // holds its per-kind counts and, if it completed, Transfers = 1 and its
 // Bytes; one that did not complete counts as a timeout.
-func (b *InProcess) accountFault(wait, busy time.Duration, fs BusStats) {
+func (b *InProcess) accountFault(wait, busy time.Duration, fs BusStats, kinds *string) {
+	*kinds = fs.faultKinds()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := &b.stats

@@ -201,9 +201,10 @@ func (b *InProcess) started(fp *SPIFaults, tx, rx []byte, issued, now time.Time,
 	}
 	if f != (SPIFault{}) || !b.stuckUntil.IsZero() {
 		b.lastLate = 0
-		err := b.faulty(f, tx, rx, waited, now, timeout) // releases the bus
+		var kinds string
+		err := b.faulty(f, tx, rx, waited, now, timeout, &kinds) // releases the bus
 		if tl != nil {
-			*tl = Timeline{Queued: issued, Start: now, End: time.Now()}
+			*tl = Timeline{Queued: issued, Start: now, End: time.Now(), Faults: kinds}
 		}
 		return err
 	}

@@ -13,6 +13,10 @@ import (
 // period still starts at End.
 type Timeline struct {
 	Queued, Start, End time.Time
+	// Faults names the injected fault kinds that acted on the transfer,
+	// "+"-joined in the order they act ("spi.latency+spi.flip"), or ""
+	// (completed flips and latencies included, which no error reports).
+	Faults string
 }
 
 // TimelineTransport is a Transport that can report the modelled bus

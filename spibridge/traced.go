@@ -151,8 +151,10 @@ type TraceEvent struct {
 	Err error
 	// Errno is the syscall.Errno that Err wraps, 0 if none.
 	Errno syscall.Errno
-	// Fault is the kind of an injected fault when Err reports one (see
-	// FaultKind), "" otherwise.
+	// Fault is the kind of an injected fault: every kind that acted on
+	// the transfer when the inner transport reports them (Timeline.Faults:
+	// the in-process bus, completed flips and latencies included), else
+	// the kind Err reports (FaultKind), else "".
 	Fault string
 }
 
@@ -238,6 +240,9 @@ func (t *Traced) Transfer(ctx context.Context, tx, rx []byte) error {
 	} else {
 		ev.Errno = ErrnoOf(err)
 		ev.Fault = FaultKind(err)
+	}
+	if tl.Faults != "" {
+		ev.Fault = tl.Faults // every kind that acted, completed transfers too
 	}
 	t.rec.Record(ev)
 	return err

@@ -241,3 +241,47 @@ func TestFaultKindAndErrno(t *testing.T) {
 		t.Errorf("ErrnoOf = %v", got)
 	}
 }
+
+// TestTracedMarksEveryFault: over the in-process bus every injected SPI
+// fault kind that acted on a transfer is in its trace event, including
+// those of transfers that completed (flips, latency, a stuck period that
+// ended before the deadline), in the order they act.
+func TestTracedMarksEveryFault(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewInProcess(newFakeDev(), DefaultTiming(), nil)
+		defer b.Close()
+		b.SetFaults(&script{faults: []SPIFault{
+			{},
+			{FlipMISOBits: 3, FlipSeed: 1},
+			{Latency: 100 * time.Microsecond, FlipMISOBits: 1, FlipSeed: 2},
+			{Stuck: time.Millisecond},
+			{TimeoutBefore: true},
+			{TimeoutAfter: true},
+		}})
+		rec := &memRecorder{}
+		tr := NewTraced(b, "a", rec)
+		want := []struct {
+			fault string
+			fails bool
+		}{
+			{"", false}, {FaultFlip, false}, {FaultLatency + "+" + FaultFlip, false}, {FaultStuck, false},
+			{FaultTimeoutBefore, true}, {FaultTimeoutAfter, true},
+		}
+		for i, w := range want {
+			err := tr.Transfer(context.Background(), proto.RegRead(0x0288), make([]byte, 8))
+			if (err != nil) != w.fails {
+				t.Errorf("transfer %d: %v, want failure %v", i, err, w.fails)
+			}
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.events) != len(want) {
+			t.Fatalf("%d events, want %d", len(rec.events), len(want))
+		}
+		for i, w := range want {
+			if got := rec.events[i].Fault; got != w.fault {
+				t.Errorf("transfer %d: fault %q, want %q", i, got, w.fault)
+			}
+		}
+	})
+}

@@ -32,8 +32,11 @@
 // transfer length; mosi and miso are hex of its first bytes (64 by
 // default, spibridge.TracePrefix). A failed transfer has result "error",
 // err (the error text), errno (its syscall.Errno name, such as
-// ETIMEDOUT, when it wraps one), fault (the injected fault's kind, when
-// it reports one), and no miso.
+// ETIMEDOUT, when it wraps one) and no miso. fault names the injected
+// fault kinds that acted on a transfer, failed or not, "+"-joined in the
+// order they act (spi.stuck, spi.timeout-before, spi.latency,
+// spi.timeout-after, spi.flip: "spi.latency+spi.flip"); over the socket
+// and spidev only the kind a failure reports is known.
 //
 // # Order and determinism
 //
@@ -162,8 +165,8 @@ func RecordOf(ev spibridge.TraceEvent, epoch time.Time) Record {
 		r.Result = ResultError
 		r.Err = ev.Err.Error()
 		r.Errno = ErrnoName(ev.Errno)
-		r.Fault = ev.Fault
 	}
+	r.Fault = ev.Fault
 	return r
 }
 

@@ -51,7 +51,8 @@ type NodeSummary struct {
 	// ErrorsByErrno counts failed transfers by errno name (ErrnoOther
 	// for errors that wrap none).
 	ErrorsByErrno map[string]int `json:"errors_by_errno,omitempty"`
-	// Faults counts failed transfers by injected fault kind.
+	// Faults counts transfers by the injected fault kinds that acted on
+	// them (Record.Fault), failed or completed.
 	Faults map[string]int `json:"faults,omitempty"`
 }
 
@@ -149,9 +150,9 @@ func (s *Summariser) Add(r Record) {
 		a.errs++
 		k.errs++
 		a.errnos[cmp.Or(r.Errno, ErrnoOther)]++
-		if r.Fault != "" {
-			a.faults[r.Fault]++
-		}
+	}
+	if r.Fault != "" {
+		a.faults[r.Fault]++
 	}
 }
 
