@@ -70,8 +70,10 @@ func TestStopWake(t *testing.T) {
 			if err := d.Transmit(make([]byte, 1514)); err != nil {
 				t.Fatalf("frame %d: %v", i, err)
 			}
-			if i == 0 {
-				synctest.Wait() // the worker has taken it and is on the bus
+			for i == 0 && d.txq.Load() != 0 {
+				// Until the worker has taken it (it may be finishing a
+				// register read of its housekeeping first).
+				time.Sleep(10 * time.Microsecond)
 			}
 		}
 		if !d.QueueStopped() {

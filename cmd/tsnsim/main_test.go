@@ -150,7 +150,10 @@ func checkUnderLoad(t *testing.T, status int, report string, allowed ...string) 
 	losses, failed, _ := strings.Cut(strings.TrimPrefix(last, "LOSS: "), "; run failed: ")
 	ok := status == 1 && strings.HasPrefix(last, "LOSS: ")
 	for _, l := range strings.Split(losses, ", ") {
-		ok = ok && strings.HasSuffix(l, "RX FIFO (full)")
+		// Load losses: a starved worker lets a chip's RX FIFO overflow;
+		// a frame the kernel sends while the run takes its TAP down is
+		// dropped in the TAP's queue.
+		ok = ok && (strings.HasSuffix(l, "RX FIFO (full)") || strings.HasSuffix(l, "TX queue (kernel)"))
 	}
 	if failed != "" {
 		found := false
@@ -160,7 +163,7 @@ func checkUnderLoad(t *testing.T, status int, report string, allowed ...string) 
 		ok = ok && found
 	}
 	if !ok {
-		t.Errorf("status %d, verdict %q: want CLEAN, or LOSS to RX FIFO overflows only (a busy machine):\n%s", status, last, report)
+		t.Errorf("status %d, verdict %q: want CLEAN, or LOSS to RX FIFO overflows and TAP queue drops only (a busy machine, a teardown):\n%s", status, last, report)
 	} else {
 		t.Logf("busy machine: %s", last)
 	}
