@@ -196,6 +196,31 @@ func (t *Taprio) window(c int, earliest, wire, limit int64) (from, to, closeAt i
 	}
 }
 
+// Open reports whether class c's gate is open at PHC time at (ns).
+func (t *Taprio) Open(c int, at int64) bool {
+	cyc := int64(t.CycleTime)
+	off := ((at-t.BaseTime)%cyc + cyc) % cyc
+	var pos int64
+	for _, e := range t.Entries {
+		if off < pos+int64(e.Interval) {
+			return e.Gates&(1<<c) != 0
+		}
+		pos += int64(e.Interval)
+	}
+	return false
+}
+
+// OpenThroughout reports whether class c's gate is open at every point
+// of [start, end] (PHC ns), checked every step ns and at both ends.
+func (t *Taprio) OpenThroughout(c int, start, end, step int64) bool {
+	for at := start; at < end; at += step {
+		if !t.Open(c, at) {
+			return false
+		}
+	}
+	return t.Open(c, end)
+}
+
 func floorDiv(a, b int64) int64 {
 	q := a / b
 	if a%b != 0 && (a < 0) != (b < 0) {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"tsnsim/chip"
-	"tsnsim/chip/clock"
 	"tsnsim/chip/regs"
 	"tsnsim/driver"
 	"tsnsim/spibridge"
@@ -391,7 +390,7 @@ func TestTaprio(t *testing.T) {
 				mac := w.sof.Add(-chip.DefaultTxLatency)
 				start := int64(clk.At(mac.Add(-chip.PreambleLen*80*time.Nanosecond))) * 8
 				end := int64(clk.At(mac.Add(time.Duration(len(w.frame))*80*time.Nanosecond))) * 8
-				if !insideOpen(tp, c, start, end) {
+				if !tp.OpenThroughout(c, start, end, 1000) {
 					violations++
 					if violations < 5 {
 						t.Errorf("node %d seq %d class %d: on the wire %d..%d ns (cycle offset %d)", i, seq, c, start, end, start%1_000_000)
@@ -433,35 +432,6 @@ func TestTaprio(t *testing.T) {
 		r.close(t)
 	})
 }
-
-// insideOpen reports whether [start, end] (PHC ns) lies in one open
-// interval of class c (gates checked at both ends and at every entry
-// boundary between).
-func insideOpen(tp *driver.Taprio, c int, start, end int64) bool {
-	cyc := int64(tp.CycleTime)
-	open := func(at int64) bool {
-		off := ((at-tp.BaseTime)%cyc + cyc) % cyc
-		var pos int64
-		for _, e := range tp.Entries {
-			if off < pos+int64(e.Interval) {
-				return e.Gates&(1<<c) != 0
-			}
-			pos += int64(e.Interval)
-		}
-		return false
-	}
-	if !open(start) || !open(end) {
-		return false
-	}
-	for at := start; at < end; at += 1000 {
-		if !open(at) {
-			return false
-		}
-	}
-	return true
-}
-
-var _ = clock.Low29
 
 // TestXmitDetector: the stack check and the driver's own count both see
 // the field mode's SYSCOUNT reads in transmit (so their 0 elsewhere

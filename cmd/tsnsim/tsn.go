@@ -341,7 +341,7 @@ func (t *tsnRun) report(r *outcome) {
 			mac := w.sof.Add(-chip.DefaultTxLatency)
 			startNS := n.Driver.PHCTime(clk.At(mac.Add(-chip.PreambleLen * 80 * time.Nanosecond)))
 			endNS := n.Driver.PHCTime(clk.At(mac.Add(time.Duration(w.n) * 80 * time.Nanosecond)))
-			if !gateOpen(tp, c, startNS, endNS) {
+			if !tp.OpenThroughout(c, startNS, endNS, 500) {
 				violations++
 			}
 			lat[c] = append(lat[c], float64(mac.Sub(t.sentAt[i][w.seq])))
@@ -357,27 +357,4 @@ func (t *tsnRun) report(r *outcome) {
 			r.fail("%s: %d taprio window violations", name, violations)
 		}
 	}
-}
-
-// gateOpen reports whether [start, end] (PHC ns) lies in open intervals
-// of class c only.
-func gateOpen(tp *driver.Taprio, c int, start, end int64) bool {
-	cyc := int64(tp.CycleTime)
-	open := func(at int64) bool {
-		off := ((at-tp.BaseTime)%cyc + cyc) % cyc
-		var pos int64
-		for _, e := range tp.Entries {
-			if off < pos+int64(e.Interval) {
-				return e.Gates&(1<<c) != 0
-			}
-			pos += int64(e.Interval)
-		}
-		return false
-	}
-	for at := start; at < end; at += 500 {
-		if !open(at) {
-			return false
-		}
-	}
-	return open(end)
 }
