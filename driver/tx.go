@@ -107,6 +107,9 @@ func (w *worker) sendTx(s txSlot) {
 		}
 		w.failed("TX write", err)
 		sum, rerr := w.readTxSumPatiently()
+		if rerr == nil && d.txl.valid && sum != d.txl.expected && sum != d.txl.expected+1 {
+			sum, rerr = w.rereadTxSum(sum)
+		}
 		switch {
 		case rerr != nil && w.ctx.Err() != nil:
 			d.limbo = newLimbo(s)
@@ -166,6 +169,32 @@ func (w *worker) readTxSumPatiently() (uint32, error) {
 			return 0, w.ctx.Err()
 		}
 	}
+}
+
+// txRereads bounds rereadTxSum.
+const txRereads = 3
+
+// rereadTxSum reads the TX counter sum again after a failed write found
+// it at sum, neither the expected value nor one more: only this write
+// can have moved the counters since the last known value, so such a sum
+// is two reads corrupted alike on MISO (the vote of readStable agrees
+// with itself) or a chip that was reset. It returns the first plausible
+// sum of up to txRereads more reads, else the last one read (for the
+// reset check and the unexpected-move path).
+func (w *worker) rereadTxSum(sum uint32) (uint32, error) {
+	d := w.d
+	for range txRereads {
+		s, err := w.readTxSumPatiently()
+		if err != nil {
+			return s, err
+		}
+		sum = s
+		if sum == d.txl.expected || sum == d.txl.expected+1 {
+			return sum, nil
+		}
+	}
+	d.log.Debug("TX counter sum still implausible after rereads", zap.Uint32("expected", d.txl.expected), zap.Uint32("read", sum))
+	return sum, nil
 }
 
 // settleLimbo counts the write left in limbo by a stopped worker, given

@@ -136,6 +136,45 @@ func TestTxReconcileCorruptReads(t *testing.T) {
 	})
 }
 
+// TestTxReconcileFlippedAlike: after a failed write the chip took, the
+// first two passes over the TX counters both come back with the same bit
+// flipped (the vote of two agreeing reads is fooled). The sum is neither
+// the expected one nor one more, which only a reset could explain: the
+// driver reads again instead of counting the frame as an error, and
+// reconciles it as sent.
+func TestTxReconcileFlippedAlike(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{}, false)
+		r.open(t)
+		failed, reads := false, 0
+		r.f.setRule(func(k xferKind, i int) fault {
+			if k == kindTxWrite && i == 2 {
+				failed = true
+				return failAfter
+			}
+			return pass
+		})
+		// Each pass reads FS_TOTAL_RX_FRAME_CNT_L, then the back-pressure
+		// count: flip the first register of the first two passes alike.
+		r.f.setFlip(func(k xferKind, i int) bool {
+			if k != kindRegRead || !failed {
+				return false
+			}
+			reads++
+			return reads == 1 || reads == 3
+		})
+		const n = 5
+		sendAll(t, r, n, 100)
+		s := drainTx(t, r)
+		if got := r.chipTaken(); got != n {
+			t.Errorf("chip took %d frames, want %d", got, n)
+		}
+		if s.TxPackets != n || s.TxReconciled != 1 || s.TxErrors != 0 {
+			t.Errorf("stats %+v, want %d sent, 1 reconciled, no error", txOnly(s), n)
+		}
+	})
+}
+
 // TestTxCountersMoved: a failed write after which the chip's counters
 // moved by two (the chip saw it twice) is neither sent nor retried: it is
 // an error, and the driver takes the new sum as its baseline, so the
