@@ -138,9 +138,10 @@ func lastLine(report string) string {
 
 // checkUnderLoad checks the report of a real-time run that loses nothing
 // on an idle machine: CLEAN (status 0), or, on a busy machine where a
-// starved driver worker lets a chip's RX FIFO overflow, LOSS (status 1)
-// naming only such drops, with failures only from allowed (e.g. a ping
-// whose echo was one of them). Never UNACCOUNTED.
+// starved driver worker lets a chip's RX FIFO overflow, or at a TAP
+// teardown that races a frame in flight, LOSS (status 1) naming only
+// such drops, with failures only from allowed (e.g. a ping whose echo
+// was one of them). Never UNACCOUNTED.
 func checkUnderLoad(t *testing.T, status int, report string, allowed ...string) {
 	t.Helper()
 	last := lastLine(report)
@@ -150,10 +151,12 @@ func checkUnderLoad(t *testing.T, status int, report string, allowed ...string) 
 	losses, failed, _ := strings.Cut(strings.TrimPrefix(last, "LOSS: "), "; run failed: ")
 	ok := status == 1 && strings.HasPrefix(last, "LOSS: ")
 	for _, l := range strings.Split(losses, ", ") {
-		// Load losses: a starved worker lets a chip's RX FIFO overflow;
-		// a frame the kernel sends while the run takes its TAP down is
-		// dropped in the TAP's queue.
-		ok = ok && (strings.HasSuffix(l, "RX FIFO (full)") || strings.HasSuffix(l, "TX queue (kernel)"))
+		// Load losses: a starved worker lets a chip's RX FIFO overflow.
+		// Teardown losses: a frame the kernel sends while the run takes
+		// its TAP down is dropped in the TAP's queue, or reaches the
+		// other TAP after its link went down and is refused there.
+		ok = ok && (strings.HasSuffix(l, "RX FIFO (full)") || strings.HasSuffix(l, "TX queue (kernel)") ||
+			strings.HasSuffix(l, "(refused by the host)"))
 	}
 	if failed != "" {
 		found := false
@@ -163,7 +166,7 @@ func checkUnderLoad(t *testing.T, status int, report string, allowed ...string) 
 		ok = ok && found
 	}
 	if !ok {
-		t.Errorf("status %d, verdict %q: want CLEAN, or LOSS to RX FIFO overflows and TAP queue drops only (a busy machine, a teardown):\n%s", status, last, report)
+		t.Errorf("status %d, verdict %q: want CLEAN, or LOSS to RX FIFO overflows and teardown drops only (a busy machine):\n%s", status, last, report)
 	} else {
 		t.Logf("busy machine: %s", last)
 	}
