@@ -5,7 +5,8 @@
 #   scripts/qemu-peer.sh build    build tsnsim, a guest kernel and initramfs into $WORK
 #   scripts/qemu-peer.sh check    build, then run every scenario below (default)
 #   scripts/qemu-peer.sh SCENARIO build, then run one: doc-order reverse-order
-#                                 chip-restart qemu-restart tap
+#                                 chip-restart qemu-restart tap tcp dgram listen-7.2
+#                                 second-qemu options-7.2
 #
 # Needs root (apt-get, and the tap scenario's namespace), Debian 12's apt
 # sources, Go, and about 300 MB in $WORK. It installs qemu-system-x86, kmod
@@ -108,26 +109,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# qemu MODE LOG: start the guest, the recipe's step 1 (QEMU listens), in the background
+# qemu MODE LOG [NETDEV [APPEND]]: start the guest in the background; by default
+# with the recipe's step 1 (QEMU listens on $QSOCK)
 qemu() {
-	local mode=$1 log=$2
-	rm -f "$QSOCK"
-	echo "+ qemu-system-x86_64 ... -netdev stream,id=n0,server=on,addr.type=unix,addr.path=$QSOCK -device virtio-net-pci,netdev=n0,mac=$MAC (peer.mode=$mode) > $log"
+	local mode=$1 log=$2 netdev=${3:-stream,id=n0,server=on,addr.type=unix,addr.path=$QSOCK} extra=${4:-}
+	# a stale socket file of an earlier QEMU (KEEP_SOCK=1: leave it)
+	[ -n "${KEEP_SOCK:-}" ] || case "$netdev" in *server=on*) rm -f "$QSOCK" ;; esac
+	echo "+ qemu-system-x86_64 ... -netdev $netdev -device virtio-net-pci,netdev=n0,mac=$MAC (peer.mode=$mode $extra) > $log"
 	qemu-system-x86_64 -machine q35,accel="$ACCEL" -cpu max -smp 1 -m 256 \
 		-nographic -no-reboot -nodefaults -serial stdio \
 		-kernel "$WORK/vmlinuz" -initrd "$WORK/initramfs.gz" \
-		-append "console=ttyS0 quiet panic=-1 peer.mode=$mode" \
-		-netdev stream,id=n0,server=on,addr.type=unix,addr.path=$QSOCK \
+		-append "console=ttyS0 quiet panic=-1 peer.mode=$mode $extra" \
+		-netdev "$netdev" \
 		-device virtio-net-pci,netdev=n0,mac=$MAC \
 		</dev/null >"$log" 2>&1 &
 	QPID=$!
 	PIDS+=("$QPID")
 }
 
-# chip LOG: the recipe's step 2
+# chip LOG [CABLE-END]: the recipe's step 2
 chip() {
-	echo "+ tsnsim chip serve --node a --socket-dir $SDIR --cable-end stream-connect:unix:$QSOCK > $1"
-	"$WORK/tsnsim" chip serve --node a --socket-dir $SDIR --cable-end stream-connect:unix:$QSOCK >"$1" 2>&1 &
+	local end=${2:-stream-connect:unix:$QSOCK}
+	echo "+ tsnsim chip serve --node a --socket-dir $SDIR --cable-end $end > $1"
+	"$WORK/tsnsim" chip serve --node a --socket-dir $SDIR --cable-end "$end" >"$1" 2>&1 &
 	CPID=$!
 	PIDS+=("$CPID")
 }
@@ -146,8 +150,8 @@ node() {
 
 # waitfor FILE PATTERN SECONDS [COUNT]: until FILE has COUNT lines matching PATTERN
 waitfor() {
-	local f=$1 pat=$2 secs=$3 count=${4:-1} t0=$SECONDS
-	while [ "$(grep -c -E -- "$pat" "$f" 2>/dev/null || true)" -lt "$count" ]; do
+	local f=$1 pat=$2 secs=$3 count=${4:-1} t0=$SECONDS n
+	while n=$(grep -c -E -- "$pat" "$f" 2>/dev/null || true); [ "${n:-0}" -lt "$count" ]; do
 		if [ $((SECONDS - t0)) -ge "$secs" ]; then
 			echo "  timeout after ${secs}s waiting for '$pat' (x$count) in $f"
 			return 1
@@ -339,6 +343,126 @@ sys.exit(got != want)' "$L/source" || ok=FAIL
 	verdict tap "$ok ($((SECONDS - t0))s)"
 }
 
+# 6. the recipe over TCP: QEMU server=on on 127.0.0.1:5555, tsnsim stream-connect:tcp
+tcp_recipe() {
+	fresh tcp
+	local t0=$SECONDS ok=PASS
+	qemu test "$L/guest.console" stream,id=n0,server=on,addr.type=inet,addr.host=127.0.0.1,addr.port=5555
+	sleep 1
+	chip "$L/chip.log" stream-connect:tcp:127.0.0.1:5555
+	waitfor "$L/chip.log" 'ready' 20
+	node "$L/node.log"
+	waitfor "$L/guest.console" 'SUMMARY' 300 || ok=FAIL
+	waitexit "$QPID" 30 || ok=FAIL
+	stop "$NPID"
+	stop "$CPID"
+	guest_ok "$L/guest.console" || ok=FAIL
+	grep -q '^CLEAN' "$L/node.log" || ok=FAIL
+	show "$L/chip.log" "$L/node.log" "$L/guest.console"
+	verdict tcp "$ok ($((SECONDS - t0))s)"
+}
+
+# 7. the doc's UDP example: dgram on both sides
+dgram_recipe() {
+	fresh dgram
+	local t0=$SECONDS ok=PASS
+	chip "$L/chip.log" dgram:udp:127.0.0.1:5556:127.0.0.1:5555
+	waitfor "$L/chip.log" 'ready' 20
+	node "$L/node.log"
+	waitfor "$L/node.log" '^ready' 30
+	qemu test "$L/guest.console" dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port=5555,remote.type=inet,remote.host=127.0.0.1,remote.port=5556
+	waitfor "$L/guest.console" 'SUMMARY' 300 || ok=FAIL
+	waitexit "$QPID" 30 || ok=FAIL
+	stop "$NPID"
+	stop "$CPID"
+	guest_ok "$L/guest.console" || ok=FAIL
+	grep -q '^CLEAN' "$L/node.log" || ok=FAIL
+	show "$L/chip.log" "$L/node.log" "$L/guest.console"
+	verdict dgram "$ok ($((SECONDS - t0))s)"
+}
+
+# 8. the 7.2 row with tsnsim listening and QEMU dialling (server=off, no
+# reconnect option on 7.2): QEMU first never connects; tsnsim first works, but
+# a restarted chip serve is never redialled. Passes when that is what happens.
+listen72() {
+	fresh listen-7.2
+	local t0=$SECONDS ok=PASS end=stream-listen:unix:$QSOCK nd=stream,id=n0,server=off,addr.type=unix,addr.path=$QSOCK
+	rm -f "$QSOCK"
+	echo "-- QEMU (server=off) first, nobody listening"
+	qemu test "$L/guest-first.console" "$nd" peer.wait=40s
+	sleep 3
+	kill -0 "$QPID" 2>/dev/null && echo "  QEMU still running, stderr/console: $(grep -v '^peer\|^\[' "$L/guest-first.console" | tr -d '\033' | tail -n 2 | tr '\n' ' ')"
+	chip "$L/chip1.log" "$end"
+	waitfor "$L/chip1.log" 'ready' 20
+	node "$L/node1.log"
+	if waitfor "$L/chip1.log" 'peer connected' 45; then echo "  QEMU connected after all"; ok=FAIL; fi
+	waitfor "$L/guest-first.console" 'SUMMARY' 120
+	grep -q 'FAIL first-ping' "$L/guest-first.console" || ok=FAIL
+	waitexit "$QPID" 30 || ok=FAIL
+	stop "$NPID"
+	stop "$CPID"
+	echo "-- tsnsim listening first, then QEMU (server=off)"
+	rm -rf "$SDIR"
+	chip "$L/chip2.log" "$end"
+	waitfor "$L/chip2.log" 'ready' 20
+	node "$L/node2.log"
+	qemu serve "$L/guest.console" "$nd"
+	waitfor "$L/chip2.log" 'peer connected' 30 || ok=FAIL
+	waitfor "$L/guest.console" 'SUMMARY' 300 || ok=FAIL
+	guest_ok "$L/guest.console" || ok=FAIL
+	echo "-- chip serve restarted; does QEMU 7.2 redial?"
+	stop "$NPID"
+	stop "$CPID"
+	rm -rf "$SDIR"
+	chip "$L/chip3.log" "$end"
+	waitfor "$L/chip3.log" 'ready' 20
+	node "$L/node3.log"
+	if waitfor "$L/chip3.log" 'peer connected' 30; then echo "  QEMU redialled"; ok=FAIL; fi
+	stop "$NPID"
+	stop "$CPID"
+	stop "$QPID"
+	show "$L/chip1.log" "$L/guest-first.console" "$L/chip2.log" "$L/chip3.log" "$L/guest.console"
+	verdict listen-7.2 "$ok ($((SECONDS - t0))s)"
+}
+
+# 9. a second QEMU on the recipe's socket path while the first is connected
+second_qemu() {
+	fresh second-qemu
+	local t0=$SECONDS ok=PASS q1
+	qemu serve "$L/guest1.console"
+	q1=$QPID
+	chip "$L/chip.log"
+	waitfor "$L/chip.log" 'ready' 20
+	node "$L/node.log"
+	waitfor "$L/guest1.console" 'SUMMARY' 300 || ok=FAIL
+	echo "-- a second QEMU with the same addr.path"
+	KEEP_SOCK=1 qemu test "$L/guest2.console" stream,id=n0,server=on,addr.type=unix,addr.path=$QSOCK peer.wait=60s
+	sleep 15
+	kill -0 "$QPID" 2>/dev/null && echo "  the second QEMU is running" || echo "  the second QEMU exited: $(tr -d '\033' <"$L/guest2.console" | tail -n 2)"
+	echo "-- the first QEMU stops"
+	stop "$q1"
+	waitfor "$L/chip.log" 'peer connected' 20 2 && echo "  tsnsim dialled the second QEMU"
+	waitfor "$L/guest2.console" 'SUMMARY' 120 || true
+	waitexit "$QPID" 30 || stop "$QPID"
+	stop "$NPID"
+	stop "$CPID"
+	show "$L/chip.log" "$L/guest1.console" "$L/guest2.console"
+	verdict second-qemu "observed ($((SECONDS - t0))s)"
+}
+
+# 10. QEMU 7.2 and the reconnect options
+options72() {
+	fresh options-7.2
+	local o
+	for o in reconnect=1 reconnect-ms=1000; do
+		echo "+ qemu-system-x86_64 -netdev stream,id=n0,server=off,$o,addr.type=inet,addr.host=127.0.0.1,addr.port=5555"
+		timeout 20 qemu-system-x86_64 -machine q35,accel=tcg -nographic -nodefaults \
+			-netdev stream,id=n0,server=off,$o,addr.type=inet,addr.host=127.0.0.1,addr.port=5555 \
+			-device virtio-net-pci,netdev=n0 </dev/null 2>&1 | head -n 3 | sed 's/^/    /' || true
+	done
+	verdict options-7.2 "observed"
+}
+
 cmd=${1:-check}
 build
 case "$cmd" in
@@ -349,10 +473,13 @@ build)
 	echo "    -netdev stream,id=n0,server=on,addr.type=unix,addr.path=$QSOCK -device virtio-net-pci,netdev=n0,mac=$MAC"
 	exit 0
 	;;
-check) scenarios=(doc_order reverse_order chip_restart qemu_restart tap_netns) ;;
-doc-order | reverse-order | chip-restart | qemu-restart) scenarios=("${cmd//-/_}") ;;
+check) scenarios=(doc_order reverse_order chip_restart qemu_restart tap_netns tcp_recipe dgram_recipe listen72 second_qemu options72) ;;
+doc-order | reverse-order | chip-restart | qemu-restart | second-qemu) scenarios=("${cmd//-/_}") ;;
 tap) scenarios=(tap_netns) ;;
-*) die "unknown command $cmd (build, check, doc-order, reverse-order, chip-restart, qemu-restart, tap)" ;;
+tcp | dgram) scenarios=("${cmd}_recipe") ;;
+listen-7.2) scenarios=(listen72) ;;
+options-7.2) scenarios=(options72) ;;
+*) die "unknown command $cmd (build check doc-order reverse-order chip-restart qemu-restart tap tcp dgram listen-7.2 second-qemu options-7.2)" ;;
 esac
 for s in "${scenarios[@]}"; do "$s"; done
 say "results (logs in $WORK)"
