@@ -455,8 +455,11 @@ const drainTimeout = 2 * time.Second
 
 // drain waits for the frames in flight to be delivered (topology.Drain),
 // so that the end of a run does not cut them off; what is still queued
-// after drainTimeout is reported as left in its queue.
+// after drainTimeout is reported as left in its queue. gPTP (--ptp) is
+// traffic too: its ports stop sending first (after its --ptp-time), or a
+// Sync sent during the drain is still in flight when the drivers stop.
 func drain(topo *topology.Topology, r *outcome) {
+	r.ptp.stop()
 	if !topo.Drain(context.Background(), drainTimeout) {
 		r.printf("drain: frames still queued after %v (listed below as left in their queues)\n", drainTimeout)
 	}
