@@ -49,7 +49,7 @@ func requireTAP(t *testing.T, tools ...string) {
 	}
 	for _, tool := range append([]string{"ip"}, tools...) {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("TAP tests need %s in PATH (apt-get install iproute2 iputils-ping arping iperf3): %v", tool, err)
+			t.Skipf("TAP tests need %s in PATH (apt-get install iproute2 iputils-ping arping iperf3 tshark linuxptp): %v", tool, err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,5 +73,42 @@ func TestRunPTP(t *testing.T) {
 	}
 	if b, err := os.ReadFile(plot); err != nil || !bytes.Contains(b, []byte("<svg")) {
 		t.Errorf("plot: %v", err)
+	}
+}
+
+// TestRunPTPPcapTshark: tshark's PTP dissector reads every gPTP message
+// kind of a --ptp run's pcap (Sync 0x0, Pdelay_Req 0x2, Pdelay_Resp 0x3,
+// Follow_Up 0x8, Pdelay_Resp_Follow_Up 0xa) and finds none malformed and
+// no expert warning.
+func TestRunPTPPcapTshark(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Skipf("needs tshark in PATH (apt-get install tshark): %v", err)
+	}
+	pcapFile := filepath.Join(t.TempDir(), "ptp.pcap")
+	var out, errOut bytes.Buffer
+	status := run([]string{"run", "--backend", "frames", "--frames", "50", "--ptp", "--ptp-time", "3s", "--pcap", pcapFile}, &out, &errOut)
+	if strings.Contains(out.String(), "UNACCOUNTED") {
+		t.Fatalf("status %d\n%s\n%s", status, out.String(), errOut.String())
+	}
+	types, err := exec.Command("tshark", "-r", pcapFile, "-Y", "ptp", "-T", "fields", "-e", "ptp.v2.messagetype").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	count := map[string]int{}
+	for _, f := range strings.Fields(string(types)) {
+		count[f]++
+	}
+	t.Logf("PTP messages by type in the pcap: %v", count)
+	for _, want := range []string{"0x00", "0x02", "0x03", "0x08", "0x0a"} {
+		if count[want] == 0 {
+			t.Errorf("tshark read no PTP message of type %s: %v", want, count)
+		}
+	}
+	bad, err := exec.Command("tshark", "-r", pcapFile, "-Y", `ptp && (_ws.malformed || _ws.expert.severity >= "Warning")`).Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	if s := strings.TrimSpace(string(bad)); s != "" {
+		t.Errorf("tshark finds PTP messages malformed or warned about:\n%s", s)
 	}
 }
