@@ -71,6 +71,12 @@ type Config struct {
 	TxLatency      time.Duration // MAC+PHY TX latency, stamp point to wire
 	RxLatency      time.Duration // MAC+PHY RX latency, wire to stamp point
 
+	// OnPPS, if set, is called with the chip's Name for every PPS pulse
+	// (after its edge is offered on PPS), on the chip's PPS goroutine,
+	// outside the chip's lock. It must not block: the --spi-trace writer
+	// uses it to put the edges in the trace.
+	OnPPS func(node string, e PPSEdge)
+
 	// Timer, if set, is the precise timer service the transmitter waits
 	// through in a real-time run (rtimer); nil uses the time package,
 	// which tests and virtual time need.

@@ -122,4 +122,7 @@ func (c *Chip) pulse(at, cyc, now uint64) {
 	}
 	c.mu.Unlock()
 	c.log.Debug("PPS pulse", zap.Uint64("syscount", at), zap.Time("at", e.At))
+	if c.cfg.OnPPS != nil {
+		c.cfg.OnPPS(c.cfg.Name, e)
+	}
 }

@@ -63,6 +63,17 @@ func (r *Reader) Next() (Record, error) {
 
 // validate checks what a writer always produces.
 func (r *Record) validate() error {
+	if r.Event != "" {
+		switch {
+		case r.Event != EventPPS:
+			return fmt.Errorf("unknown event %q", r.Event)
+		case r.Node == "":
+			return errors.New("no node")
+		case r.Seq == 0:
+			return errors.New("pps: no seq")
+		}
+		return nil
+	}
 	switch {
 	case r.Node == "":
 		return errors.New("no node")

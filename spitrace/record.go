@@ -38,6 +38,14 @@
 // spi.timeout-after, spi.flip: "spi.latency+spi.flip"); over the socket
 // and spidev only the kind a failure reports is known.
 //
+// The chip's PPS edges (chip.md section 4) are lines of their own, with
+// event "pps", the edge's emulated time t, its sequence number seq (from
+// 1) and the SYSCOUNT it fired at:
+//
+//	{"t":1000000000,"node":"a","event":"pps","seq":1,"syscount":125000000}
+//
+// Readers tell them from transfers by event (absent on transfers).
+//
 // # Order and determinism
 //
 // Lines are ordered by completion time (t+dur). Transfers that complete
@@ -69,10 +77,20 @@ const (
 // whose error wraps no errno.
 const ErrnoOther = "other"
 
-// Record is one line of a trace file.
+// EventPPS is the event of a PPS edge's line.
+const EventPPS = "pps"
+
+// Record is one line of a trace file: a transfer, or (Event set) an
+// event of the chip that is not a transfer.
 type Record struct {
-	T     int64           `json:"t"`    // ns since the epoch when Transfer was called
-	Node  string          `json:"node"` // node name
+	T    int64  `json:"t"`    // ns since the epoch when Transfer was called, or of the event
+	Node string `json:"node"` // node name
+	// Event is EventPPS for a PPS edge (then only T, Node, Seq and
+	// Syscount are set), empty for a transfer.
+	Event    string `json:"event,omitempty"`
+	Seq      uint64 `json:"seq,omitempty"`      // PPS: pulse number, from 1
+	Syscount uint64 `json:"syscount,omitempty"` // PPS: SYSCOUNT at the edge
+
 	Space spibridge.Space `json:"space"`
 	Dir   spibridge.Dir   `json:"dir"`
 	Addr  Addr            `json:"addr"`
@@ -145,6 +163,15 @@ func (a *Addr) UnmarshalText(b []byte) error {
 	}
 	*a = Addr(v)
 	return nil
+}
+
+// ppsLine is the line of a PPS edge: the fields of Record it sets.
+type ppsLine struct {
+	T        int64  `json:"t"`
+	Node     string `json:"node"`
+	Event    string `json:"event"`
+	Seq      uint64 `json:"seq"`
+	Syscount uint64 `json:"syscount"`
 }
 
 // RecordOf converts a transport's event into a trace record, with times

@@ -39,6 +39,10 @@ func (s Summary) Write(w io.Writer) error {
 		if len(n.Faults) > 0 {
 			fmt.Fprintf(tw, "  faults by kind: %s\n", counts(n.Faults))
 		}
+		if p := n.PPS; p != nil {
+			fmt.Fprintf(tw, "  PPS: %d edges (pulses %d to %d), first at %v, last at %v, every %v on average\n",
+				p.Edges, p.FirstSeq, p.LastSeq, p.First, p.Last, p.MeanInterval)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("spitrace: writing the summary: %w", err)

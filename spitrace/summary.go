@@ -54,6 +54,20 @@ type NodeSummary struct {
 	// Faults counts transfers by the injected fault kinds that acted on
 	// them (Record.Fault), failed or completed.
 	Faults map[string]int `json:"faults,omitempty"`
+	// PPS summarises the chip's PPS edges in the trace (nil: none).
+	PPS *PPSSummary `json:"pps,omitempty"`
+}
+
+// PPSSummary summarises a node's PPS edges: how many, the first and the
+// last (emulated time since the epoch, and pulse numbers), and the mean
+// interval between them.
+type PPSSummary struct {
+	Edges        int           `json:"edges"`
+	First        time.Duration `json:"first_ns"`
+	Last         time.Duration `json:"last_ns"`
+	FirstSeq     uint64        `json:"first_seq"`
+	LastSeq      uint64        `json:"last_seq"`
+	MeanInterval time.Duration `json:"mean_interval_ns"` // 0 with fewer than 2 edges
 }
 
 // LateSummary is the wall-clock lateness of a node's transfers:
@@ -96,6 +110,7 @@ type KindSummary struct {
 // transfers; it is not constant.
 type Summariser struct {
 	nodes map[string]*nodeAcc
+	pps   map[string]*PPSSummary
 	n     int
 }
 
@@ -121,10 +136,16 @@ type kindAcc struct {
 }
 
 // NewSummariser returns an empty Summariser.
-func NewSummariser() *Summariser { return &Summariser{nodes: map[string]*nodeAcc{}} }
+func NewSummariser() *Summariser {
+	return &Summariser{nodes: map[string]*nodeAcc{}, pps: map[string]*PPSSummary{}}
+}
 
 // Add accounts for one record.
 func (s *Summariser) Add(r Record) {
+	if r.Event == EventPPS {
+		s.addPPS(r)
+		return
+	}
 	s.n++
 	a := s.nodes[r.Node]
 	if a == nil {
@@ -156,11 +177,45 @@ func (s *Summariser) Add(r Record) {
 	}
 }
 
+// addPPS accounts for a PPS edge.
+func (s *Summariser) addPPS(r Record) {
+	p := s.pps[r.Node]
+	if p == nil {
+		p = &PPSSummary{First: time.Duration(r.T), FirstSeq: r.Seq}
+		s.pps[r.Node] = p
+	}
+	p.Edges++
+	if t := time.Duration(r.T); t < p.First {
+		p.First, p.FirstSeq = t, r.Seq
+	}
+	if t := time.Duration(r.T); t >= p.Last {
+		p.Last, p.LastSeq = t, r.Seq
+	}
+	if p.Edges > 1 {
+		p.MeanInterval = (p.Last - p.First) / time.Duration(p.Edges-1)
+	}
+}
+
 // Summary returns the summary of the records added so far.
 func (s *Summariser) Summary() Summary {
 	sum := Summary{Transactions: s.n, Nodes: []NodeSummary{}}
-	for _, name := range slices.Sorted(maps.Keys(s.nodes)) {
-		sum.Nodes = append(sum.Nodes, s.nodes[name].summary(name))
+	names := slices.Collect(maps.Keys(s.nodes))
+	for name := range s.pps {
+		if s.nodes[name] == nil {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		n := NodeSummary{Node: name, Kinds: []KindSummary{}}
+		if a := s.nodes[name]; a != nil {
+			n = a.summary(name)
+		}
+		if p := s.pps[name]; p != nil {
+			cp := *p
+			n.PPS = &cp
+		}
+		sum.Nodes = append(sum.Nodes, n)
 	}
 	return sum
 }

@@ -82,6 +82,21 @@ func Create(path string, epoch time.Time) (*Writer, error) {
 func (w *Writer) Record(ev spibridge.TraceEvent) {
 	r := RecordOf(ev, w.epoch)
 	line, err := encode(&r)
+	w.hold(heldLine{end: r.End(), start: r.T, node: r.Node, line: line}, err)
+}
+
+// RecordPPS records a PPS edge of node's chip at emulated time at, the
+// seq-th pulse, fired at SYSCOUNT syscount (chip.Config.OnPPS). It is
+// ordered with the transfers by its time.
+func (w *Writer) RecordPPS(node string, at time.Time, seq, syscount uint64) {
+	t := int64(at.Sub(w.epoch))
+	line, err := encode(&ppsLine{T: t, Node: node, Event: EventPPS, Seq: seq, Syscount: syscount})
+	w.hold(heldLine{end: t, start: t, node: node, line: line}, err)
+}
+
+// hold writes h, or holds it until its instant has passed (see Writer);
+// err is its encoding's error.
+func (w *Writer) hold(h heldLine, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
@@ -92,7 +107,6 @@ func (w *Writer) Record(ev spibridge.TraceEvent) {
 		w.fail(err)
 		return
 	}
-	h := heldLine{end: r.End(), start: r.T, node: r.Node, line: line}
 	switch {
 	case w.started && h.end < w.at: // a real-time straggler: its instant has passed
 		w.write(h.line)
@@ -108,8 +122,9 @@ func (w *Writer) Record(ev spibridge.TraceEvent) {
 	}
 }
 
-// encode returns r as one JSON line, HTML characters unescaped.
-func encode(r *Record) ([]byte, error) {
+// encode returns r (a *Record or *ppsLine) as one JSON line, HTML
+// characters unescaped.
+func encode(r any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)

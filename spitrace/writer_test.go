@@ -363,3 +363,63 @@ func BenchmarkTracedTransfer(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// TestPPSLines: a PPS edge's exact line, ordered with the transfers by
+// its time, read back, and summarised per node; a line with an unknown
+// event is refused.
+func TestPPSLines(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out, epoch)
+	read := proto.RegRead(regs.TSNSysCount)
+	w.Record(event("a", 0, 24266, read, make([]byte, 8), nil))
+	w.RecordPPS("a", epoch.Add(time.Second), 2, 125000000)
+	w.Record(event("a", 999990000, 24266, read, make([]byte, 8), nil)) // ends after the edge
+	w.RecordPPS("a", epoch.Add(3*time.Second), 4, 375000000)
+	w.RecordPPS("b", epoch.Add(3*time.Second), 4, 375000003)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		`{"t":0,"node":"a","space":"reg_read"`,
+		`{"t":1000000000,"node":"a","event":"pps","seq":2,"syscount":125000000}`,
+		`{"t":999990000,"node":"a","space":"reg_read"`,
+		`{"t":3000000000,"node":"a","event":"pps","seq":4,"syscount":375000000}`,
+		`{"t":3000000000,"node":"b","event":"pps","seq":4,"syscount":375000003}`,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out.String())
+	}
+	for i := range want {
+		if !strings.HasPrefix(lines[i], want[i]) {
+			t.Errorf("line %d: %s\nwant it to start %s", i+1, lines[i], want[i])
+		}
+	}
+	recs, err := Read(strings.NewReader(out.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := recs[1]; r.Event != EventPPS || r.Node != "a" || r.T != 1e9 || r.Seq != 2 || r.Syscount != 125000000 {
+		t.Errorf("PPS record read back as %+v", r)
+	}
+	s := Summarise(recs)
+	if s.Transactions != 2 || len(s.Nodes) != 2 {
+		t.Fatalf("summary %+v", s)
+	}
+	if p := s.Nodes[0].PPS; p == nil || *p != (PPSSummary{Edges: 2, First: time.Second, Last: 3 * time.Second, FirstSeq: 2, LastSeq: 4, MeanInterval: 2 * time.Second}) {
+		t.Errorf("node a PPS summary %+v", p)
+	}
+	if n := s.Nodes[1]; n.Node != "b" || n.Transactions != 0 || n.PPS == nil || n.PPS.Edges != 1 {
+		t.Errorf("node b summary %+v", n)
+	}
+	var text bytes.Buffer
+	if err := s.Write(&text); err != nil {
+		t.Fatal(err)
+	}
+	if wantLine := "PPS: 2 edges (pulses 2 to 4), first at 1s, last at 3s, every 2s on average"; !strings.Contains(text.String(), wantLine) {
+		t.Errorf("summary lacks %q:\n%s", wantLine, text.String())
+	}
+	if _, err := Read(strings.NewReader(`{"t":1,"node":"a","event":"irq","seq":1}` + "\n")); err == nil || !strings.Contains(err.Error(), `line 1: unknown event "irq"`) {
+		t.Errorf("unknown event: %v", err)
+	}
+}

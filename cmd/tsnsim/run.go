@@ -64,7 +64,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.SortFlags = false
 	fs.StringVar(&o.backend, "backend", backendNetstack, "host side of each node: netstack (embedded userspace TCP/IP stack, rootless), tap (TAP device and the Linux stack, root), frames (numbered test frames, no stack)")
 	fs.StringVar(&o.pcap, "pcap", "", "write every frame on the virtual cable to this pcap file (emulated timestamps)")
-	fs.StringVar(&o.spiTrace, "spi-trace", "", "write every SPI transaction of both nodes to this file, one JSON line each (summarise it with tsnsim trace FILE)")
+	fs.StringVar(&o.spiTrace, "spi-trace", "", "write every SPI transaction of both nodes, and their chips' PPS edges, to this file, one JSON line each (summarise it with tsnsim trace FILE)")
 	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries. The driver stops its queue when the ring is full and the qdisc holds frames, so even 1 loses nothing (ping -i 0.01 both ways over TAP: 0 loss, as with 64); the field driver's loss is --field-driver tx-slot")
 	fs.StringVar(&o.xmitClock, "xmit-clock", "none", "none: the driver core never touches SPI when transmitting (its design); spi: read SYSCOUNT over the shared bus in every transmit as if transmit could sleep: transmits wait for the bus (the report shows the wait; arping -W 0.05 both ways over TAP: waits up to tens of ms, 0 timeouts, 0 loss), nothing fails. The field driver's failure (BUG: scheduling while atomic, -110 timeouts, TX stall) is --field-driver xmit-clock")
 	fs.DurationVar(&o.openBudget, "open-budget", driver.DefaultOpenBudget, "how long each driver's Open (and Stop) may retry its register accesses on a failing SPI bus, with backoff, before giving up")
@@ -351,6 +351,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		}
 		atExit.add(func() { trace.Close() })
 		o.trace = trace
+		cfg.Chip.OnPPS = func(node string, e chip.PPSEdge) { trace.RecordPPS(node, e.At, e.Seq, e.Count) }
 		cfg.Transport = func(i int, bus *spibridge.InProcess) (spibridge.Transport, io.Closer, error) {
 			return o.traced(cfg.Names[i], bus), nil, nil
 		}

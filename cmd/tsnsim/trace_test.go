@@ -134,3 +134,36 @@ func TestTraceHelp(t *testing.T) {
 		t.Errorf("tsnsim help does not list trace:\n%s", out.String())
 	}
 }
+
+// TestRunTracePPS: a run's --spi-trace holds both chips' PPS edges (an
+// untouched chip pulses at SYSCOUNT 0, then every second), and tsnsim
+// trace summarises them per node.
+func TestRunTracePPS(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spi.jsonl")
+	var out, errOut bytes.Buffer
+	if status := run([]string{"run", "--backend", "frames", "--frames", "1200", "--spi-trace", path}, &out, &errOut); strings.Contains(out.String(), "UNACCOUNTED") {
+		t.Fatalf("status %d\n%s\n%s", status, out.String(), errOut.String())
+	}
+	out.Reset()
+	if status := run([]string{"trace", "--json", path}, &out, &errOut); status != 0 {
+		t.Fatalf("trace: status %d: %s", status, errOut.String())
+	}
+	var s spitrace.Summary
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Nodes) != 2 {
+		t.Fatalf("summary %+v", s)
+	}
+	for _, n := range s.Nodes {
+		p := n.PPS
+		if p == nil || p.FirstSeq != 1 || p.First != 0 || p.LastSeq != uint64(p.Edges) {
+			t.Errorf("node %s: PPS %+v, want edges 1..n from SYSCOUNT 0", n.Node, p)
+			continue
+		}
+		if p.Edges > 1 && p.MeanInterval != time.Second {
+			t.Errorf("node %s: PPS every %v, want 1s", n.Node, p.MeanInterval)
+		}
+		t.Logf("node %s: %d transactions, PPS %+v", n.Node, n.Transactions, *p)
+	}
+}
