@@ -322,8 +322,12 @@ func (t *tsnRun) report(r *outcome) {
 		name := n.Name
 		cs := n.Driver.ClockStats()
 		s := driver.Summarise(t.clkErr[i])
-		r.printf("clock model %s: error vs SYSCOUNT p50 %.0f p99 %.0f max %.0f ticks (mean %+.1f, %d probes); rate %+.3f ppm (chip drift %+.1f ppm); %d samples, %d failed, %d step resets\n",
-			name, s.P50, s.P99, s.Max, s.Mean, s.N, cs.RatePPM, n.Chip.Clock().DriftPPM(), cs.Samples, cs.Failed, cs.Resets)
+		errs := "not measured (the run ended within the model's first second of sampling)"
+		if s.N > 0 {
+			errs = fmt.Sprintf("p50 %.0f p99 %.0f max %.0f ticks (mean %+.1f, %d probes)", s.P50, s.P99, s.Max, s.Mean, s.N)
+		}
+		r.printf("clock model %s: error vs SYSCOUNT %s; rate %+.3f ppm (chip drift %+.1f ppm); %d samples, %d failed, %d step resets\n",
+			name, errs, cs.RatePPM, n.Chip.Clock().DriftPPM(), cs.Samples, cs.Failed, cs.Resets)
 		st := n.Driver.TSNStats()
 		r.printf("stamps %s: TX %d requested, %d stamped, %d skipped (register busy), %d timeouts (tx_hwtstamp_timeouts), %d lost; RX %d of %d frames stamped; SPI transfers from transmit: %d\n",
 			name, st.TxStampRequests, st.TxStamps, st.TxStampSkipped, st.TxStampTimeouts, st.TxStampLost, t.rxStamp[i], t.rx[i], st.XmitTransfers)
