@@ -9,8 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// BenchmarkSleep compares the ways to wait 10 and 30 µs in real time:
-// the time package, this service (timerfd through the netpoller), and
+// BenchmarkSleep compares the ways to wait 10, 30 and 80 µs in real
+// time: the time package, this service (timerfd through the netpoller),
+// the service polling the last DefaultSpin of each wait (SetSpin), and
 // nanosleep on the calling goroutine's thread (what clock_nanosleep on a
 // locked thread would give, timer slack included). Per sleep it reports
 // the lateness (p50, p99, beyond the requested duration) and the CPU the
@@ -23,19 +24,26 @@ func BenchmarkSleep(b *testing.B) {
 		b.Skip(err)
 	}
 	defer s.Close()
+	sp, err := Start()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sp.Close()
+	sp.SetSpin(DefaultSpin)
 	ways := []struct {
 		name  string
 		sleep func(time.Duration)
 	}{
 		{"time.Sleep", time.Sleep},
 		{"rtimer", s.Sleep},
+		{"rtimer+spin", sp.Sleep},
 		{"nanosleep", func(d time.Duration) {
 			ts := unix.NsecToTimespec(int64(d))
 			for unix.Nanosleep(&ts, &ts) == unix.EINTR {
 			}
 		}},
 	}
-	for _, d := range []time.Duration{10 * time.Microsecond, 30 * time.Microsecond} {
+	for _, d := range []time.Duration{10 * time.Microsecond, 30 * time.Microsecond, 80 * time.Microsecond} {
 		for _, w := range ways {
 			b.Run(w.name+"/"+d.String(), func(b *testing.B) {
 				late := make([]time.Duration, 0, b.N)

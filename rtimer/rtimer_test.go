@@ -188,3 +188,50 @@ func TestConcurrentSleepers(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// With SetSpin, sleeps and timers still never end early; the tail of
+// each wait is polled (Stats.Polled grows), waits shorter than the spin
+// are polled outright, and a timer stopped or reset while fire polls for
+// it does not deliver its stale deadline.
+func TestSpin(t *testing.T) {
+	s := start(t)
+	s.SetSpin(50 * time.Microsecond)
+	for _, d := range []time.Duration{10 * time.Microsecond, 30 * time.Microsecond, 200 * time.Microsecond} {
+		for range 20 {
+			t0 := time.Now()
+			s.Sleep(d)
+			if got := time.Since(t0); got < d {
+				t.Fatalf("Sleep(%v) returned after %v", d, got)
+			}
+		}
+	}
+	for range 20 {
+		t0 := time.Now()
+		tm := s.NewTimer(120 * time.Microsecond)
+		if at := <-tm.C; at.Sub(t0) < 120*time.Microsecond {
+			t.Fatalf("timer fired after %v", at.Sub(t0))
+		}
+	}
+	st := s.Stats()
+	if st.Polled <= 0 || st.Fired != 80 {
+		t.Errorf("stats %+v: want 80 fired and time polled", st)
+	}
+	// A timer Reset far out while due within the spin must not fire.
+	for range 50 {
+		tm := s.NewTimer(40 * time.Microsecond)
+		time.Sleep(0) // let fire take it, sometimes
+		tm.Reset(time.Hour)
+		select {
+		case <-tm.C:
+			t.Fatal("a timer reset to an hour fired")
+		case <-time.After(200 * time.Microsecond):
+		}
+		tm.Stop()
+	}
+	s.SetSpin(0)
+	t0 := time.Now()
+	s.Sleep(30 * time.Microsecond)
+	if got := time.Since(t0); got < 30*time.Microsecond {
+		t.Fatalf("Sleep without spin returned after %v", got)
+	}
+}
