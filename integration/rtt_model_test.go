@@ -100,7 +100,8 @@ func TestModelEchoRTT(t *testing.T) {
 }
 
 // TestRealTimeEchoRTT runs the same echoes in real time, through the
-// precise timer and through Go's timers, and reports the RTTs against
+// precise timer with and without its polled tail (--timer-spin) and
+// through Go's timers, and reports the RTTs against
 // the model. The machine may be busy, so it asserts only that every echo
 // came back and none came back sooner than the model allows; the figures
 // are in the log (go test -v -run RealTimeEchoRTT ./integration).
@@ -113,12 +114,18 @@ func TestRealTimeEchoRTT(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
+	spin, err := rtimer.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spin.Close()
+	spin.SetSpin(rtimer.DefaultSpin)
 	tm := spibridge.DefaultTiming()
 	model := modelEchoRTT(tm)
 	for _, c := range []struct {
 		name  string
 		timer *rtimer.Service
-	}{{"precise timer", rt}, {"Go timers", nil}} {
+	}{{"precise timer, polled tail", spin}, {"precise timer", rt}, {"Go timers", nil}} {
 		rtts := echoRTTs(t, topology.Config{SPI: tm, Timer: c.timer}, 50, 5*time.Millisecond)
 		slices.Sort(rtts)
 		if c.timer != nil && rtts[0] < model-time.Microsecond {
