@@ -153,7 +153,7 @@ type Chip struct {
 	sending  atomic.Bool // transmitter is serialising a frame
 	lineFree time.Time   // when the line is free for the next preamble; transmitter only
 	enabled  time.Time   // when TSN_ENABLE was last set
-	decodeAt time.Time   // when the transaction being decoded is decoded (TransactAt); under mu
+	decodeAt time.Time   // when the transaction being decoded is decoded (TransactAt; zero: not read yet, see decodeTime); under mu
 	phy      Wire
 	errs     [numProtocolErrors]uint64
 	fifoCap  *fifoOverride // fault-injected FIFO caps (SetFIFOLimits); nil: none
