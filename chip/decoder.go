@@ -100,7 +100,9 @@ func (c *Chip) Transact(mosi, miso []byte) error {
 // backdates the frame's start to it within its bound. In virtual time
 // at is now. A zero at means now, read only if the transaction needs it.
 func (c *Chip) TransactAt(mosi, miso []byte, at time.Time) error {
-	clear(miso)
+	if !isFrameRead(mosi, miso) {
+		clear(miso)
+	} // else read clears what the frame does not cover (no double zeroing)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.decodeAt = at
@@ -130,6 +132,15 @@ func (c *Chip) decodeTime() time.Time {
 	return c.decodeAt
 }
 
+// isFrameRead reports whether mosi is an RX frame read carrying data,
+// with a MISO buffer as long: the one transaction whose MISO the chip
+// clears itself around the frame it copies in (read), instead of
+// clearing all of it first.
+func isFrameRead(mosi, miso []byte) bool {
+	return len(mosi) > proto.ReadDataStart && len(miso) >= len(mosi) && mosi[0] == proto.CmdRead &&
+		binary.BigEndian.Uint16(mosi[1:]) == proto.AddrRxFrame
+}
+
 func (c *Chip) read(addr uint16, mosi, miso []byte) error {
 	switch {
 	case addr&proto.AddrSpace == proto.AddrRegRead:
@@ -153,9 +164,11 @@ func (c *Chip) read(addr uint16, mosi, miso []byte) error {
 		}
 		f, ok := c.rxFrames.Pop()
 		if !ok {
+			clear(miso)
 			return c.reject(ErrRxFrameFIFOEmpty, "frame read of %d bytes", n)
 		}
-		copy(miso[proto.ReadDataStart:], f)
+		clear(miso[:proto.ReadDataStart])
+		clear(miso[proto.ReadDataStart+copy(miso[proto.ReadDataStart:], f):])
 		if n != len(f) {
 			return c.reject(ErrRxFrameLengthMismatch, "read %d bytes of a %d-byte frame", n, len(f))
 		}
@@ -225,8 +238,7 @@ func (c *Chip) writeTxFrame(mosi []byte) error {
 		c.log.Debug("host FIFO full, TX frame lost", zap.Int("len", sent))
 		return nil
 	}
-	e.frame = make([]byte, sent)
-	copy(e.frame, mosi[proto.TxWriteHeader:])
+	e.frame = append([]byte(nil), mosi[proto.TxWriteHeader:]...) // not zeroed first, unlike make
 	if c.cfg.LinkBitsPerSec > 0 {
 		e.ready = c.decodeTime() // only the line timeline needs it
 	}
