@@ -257,6 +257,7 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 		done: done,
 	}
 	d.initField()
+	ctr.marked = d.cfg.XmitClock == XmitClockSPI
 	d.ring = make([]txSlot, d.cfg.TxRingSize)
 	d.setupTSN()
 	return d
