@@ -51,11 +51,11 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 	rxPending := true // drain whatever is already queued at open
 	idleChecked := false
 	irq := d.tr.Interrupt()
-	tick := time.NewTicker(d.cfg.PollInterval)
-	defer tick.Stop()
+	tick := newPollTicker(d.cfg.PollInterval)
+	defer tick.t.Stop()
 	for ctx.Err() == nil {
 		failed := false
-		gotIRQ, gotTick := ready(irq), ready(tick.C)
+		gotIRQ, gotTick := ready(irq), tick.ready()
 		if (gotTick || w.reset.pending) && !w.periodic() {
 			if !w.bo.wait(ctx) {
 				return
@@ -120,14 +120,15 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		case <-irq:
 			gotIRQ = true
 		case <-d.kick:
-		case <-tick.C:
+		case v := <-tick.t.C:
+			tick.took(v)
 			gotTick = true
 		case <-w.tsnWake():
 		case <-ctx.Done():
 			return
 		}
 		gotIRQ = ready(irq) || gotIRQ
-		gotTick = ready(tick.C) || gotTick
+		gotTick = tick.ready() || gotTick
 		ready(d.kick)
 		if gotTick && !w.periodic() {
 			if !w.bo.wait(ctx) {
@@ -186,6 +187,48 @@ func finishContext(ctx context.Context, grace time.Duration) (context.Context, f
 		cancel()
 	}
 }
+
+// pollTicker is the worker's poll ticker with a cheap look: a ticker's
+// channel costs two runtime timer locks to look at, while a clock read
+// tells when no tick can be pending yet. A Ticker ticks at its start
+// plus whole periods (skipping those nobody took), and the time it
+// delivers is the tick's own. So no tick is pending before the start
+// (read before the ticker was made) plus a period, nor, once a tick was
+// taken, before the next point of its grid after the last look that
+// found none; until then ready does not look at the channel.
+type pollTicker struct {
+	t      *time.Ticker
+	period time.Duration
+	next   time.Time // no tick is pending before this
+	phased bool      // next is on the grid of a delivered tick
+}
+
+func newPollTicker(period time.Duration) *pollTicker {
+	next := time.Now().Add(period)
+	return &pollTicker{t: time.NewTicker(period), period: period, next: next}
+}
+
+// ready takes a pending tick, if there is one.
+func (p *pollTicker) ready() bool {
+	wait := time.Until(p.next) // a monotonic clock read only
+	if wait > 0 {
+		return false
+	}
+	select {
+	case v := <-p.t.C:
+		p.took(v)
+		return true
+	default:
+	}
+	if p.phased {
+		// None pending at now: the next one is on the grid after now.
+		p.next = p.next.Add((-wait/p.period + 1) * p.period)
+	}
+	return false
+}
+
+// took notes a tick received from p.t.C with the time v it delivered.
+func (p *pollTicker) took(v time.Time) { p.next, p.phased = v.Add(p.period), true }
 
 // ready takes a pending value from c, if there is one.
 func ready[T any](c <-chan T) bool {
