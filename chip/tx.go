@@ -213,14 +213,19 @@ func (c *Chip) startSend(e *txEntry) sendStart {
 	if timed {
 		c.lineFree = start.Add(c.wireTime(PreambleLen + len(e.frame) + gap))
 	}
-	// Kicks sent so far (under c.mu) are about what this looks at: taken
-	// now, so an empty FIFO is not looked at again (after the line wait)
-	// for a kick that was already served.
-	select {
-	case <-c.kick:
-	default:
+	more := c.host.Len() > 0
+	if timed && !more {
+		// Kicks sent so far (under c.mu) are about what this looks at:
+		// taken now, so the empty FIFO is not looked at again, after a
+		// line wait, for a kick that was already served. (Without line
+		// timing a stale kick costs one look, no wait; a busy FIFO keeps
+		// the kick pending, which writers then find full at no cost.)
+		select {
+		case <-c.kick:
+		default:
+		}
 	}
-	return sendStart{sof: sof, phy: c.phy, more: c.host.Len() > 0}
+	return sendStart{sof: sof, phy: c.phy, more: more}
 }
 
 // finishSend hands the frame started by startSend to the wire.
