@@ -16,7 +16,7 @@ func TestPollTickerMatchesTicker(t *testing.T) {
 		const period = 10 * time.Millisecond
 		start := time.Now()
 		p := newPollTicker(period)
-		defer p.t.Stop()
+		defer p.stop()
 		ref := time.NewTicker(period)
 		defer ref.Stop()
 		steps := []time.Duration{

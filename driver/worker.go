@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -52,7 +53,7 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 	idleChecked := false
 	irq := d.tr.Interrupt()
 	tick := newPollTicker(d.cfg.PollInterval)
-	defer tick.t.Stop()
+	defer tick.stop()
 	for ctx.Err() == nil {
 		failed := false
 		gotIRQ, gotTick := ready(irq), tick.ready()
@@ -189,27 +190,49 @@ func finishContext(ctx context.Context, grace time.Duration) (context.Context, f
 }
 
 // pollTicker is the worker's poll ticker with a cheap look: a ticker's
-// channel costs two runtime timer locks to look at, while a clock read
-// tells when no tick can be pending yet. A Ticker ticks at its start
-// plus whole periods (skipping those nobody took), and the time it
-// delivers is the tick's own. So no tick is pending before the start
-// (read before the ticker was made) plus a period, nor, once a tick was
-// taken, before the next point of its grid after the last look that
-// found none; until then ready does not look at the channel.
+// channel costs two runtime timer locks to look at, and a clock read
+// costs tens of nanoseconds on some machines, once per round of the
+// worker. A Ticker ticks at its start plus whole periods (skipping those
+// nobody took), and the time it delivers is the tick's own. So no tick
+// is pending before the start (read before the ticker was made) plus a
+// period, nor, once a tick was taken, before the next point of its grid
+// after the last look that found none (next). A timer raises a flag a
+// quarter period before next (lead), so until then a look is one atomic
+// load; from then on a clock read tells whether next has come, and only
+// then is the channel looked at.
+//
+// In virtual time the flag is always up by next: the bubble does not
+// reach next before the timer's function ran at next-lead. In real time
+// a timer that fires more than lead late delays the look.
 type pollTicker struct {
 	t      *time.Ticker
 	period time.Duration
-	next   time.Time // no tick is pending before this
-	phased bool      // next is on the grid of a delivered tick
+	lead   time.Duration
+	next   time.Time   // no tick is pending before this
+	phased bool        // next is on the grid of a delivered tick
+	near   atomic.Bool // next-lead has come
+	raise  *time.Timer // sets near at next-lead
 }
 
 func newPollTicker(period time.Duration) *pollTicker {
-	next := time.Now().Add(period)
-	return &pollTicker{t: time.NewTicker(period), period: period, next: next}
+	p := &pollTicker{period: period, lead: period / 4}
+	p.next = time.Now().Add(period)
+	p.t = time.NewTicker(period)
+	p.raise = time.AfterFunc(period-p.lead, func() { p.near.Store(true) })
+	return p
+}
+
+// stop stops the ticker and the flag's timer.
+func (p *pollTicker) stop() {
+	p.t.Stop()
+	p.raise.Stop()
 }
 
 // ready takes a pending tick, if there is one.
 func (p *pollTicker) ready() bool {
+	if !p.near.Load() {
+		return false
+	}
 	wait := time.Until(p.next) // a monotonic clock read only
 	if wait > 0 {
 		return false
@@ -221,14 +244,30 @@ func (p *pollTicker) ready() bool {
 	default:
 	}
 	if p.phased {
-		// None pending at now: the next one is on the grid after now.
+		// None pending now: the next one is on the grid after now.
 		p.next = p.next.Add((-wait/p.period + 1) * p.period)
+		p.arm()
 	}
 	return false
 }
 
 // took notes a tick received from p.t.C with the time v it delivered.
-func (p *pollTicker) took(v time.Time) { p.next, p.phased = v.Add(p.period), true }
+func (p *pollTicker) took(v time.Time) {
+	p.next, p.phased = v.Add(p.period), true
+	p.arm()
+}
+
+// arm lowers the flag and has it raised lead before next (at once if
+// that has come).
+func (p *pollTicker) arm() {
+	p.near.Store(false)
+	d := time.Until(p.next) - p.lead
+	if d <= 0 {
+		p.near.Store(true)
+		return
+	}
+	p.raise.Reset(d)
+}
 
 // ready takes a pending value from c, if there is one.
 func ready[T any](c <-chan T) bool {
