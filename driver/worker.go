@@ -197,13 +197,14 @@ func finishContext(ctx context.Context, grace time.Duration) (context.Context, f
 // is pending before the start (read before the ticker was made) plus a
 // period, nor, once a tick was taken, before the next point of its grid
 // after the last look that found none (next). A timer raises a flag a
-// quarter period before next (lead), so until then a look is one atomic
+// little before next (pollLead), so until then a look is one atomic
 // load; from then on a clock read tells whether next has come, and only
 // then is the channel looked at.
 //
 // In virtual time the flag is always up by next: the bubble does not
 // reach next before the timer's function ran at next-lead. In real time
-// a timer that fires more than lead late delays the look.
+// a timer that fires more than lead late delays the look (as it would
+// delay the ticker's own delivery to a waiting worker).
 type pollTicker struct {
 	t      *time.Ticker
 	period time.Duration
@@ -215,7 +216,7 @@ type pollTicker struct {
 }
 
 func newPollTicker(period time.Duration) *pollTicker {
-	p := &pollTicker{period: period, lead: period / 4}
+	p := &pollTicker{period: period, lead: min(period/8, pollLead)}
 	p.next = time.Now().Add(period)
 	p.t = time.NewTicker(period)
 	p.raise = time.AfterFunc(period-p.lead, func() { p.near.Store(true) })
@@ -227,6 +228,10 @@ func (p *pollTicker) stop() {
 	p.t.Stop()
 	p.raise.Stop()
 }
+
+// pollLead bounds how long before a poll tick can be due its flag is
+// raised: the rounds in between read the clock.
+const pollLead = 500 * time.Microsecond
 
 // ready takes a pending tick, if there is one.
 func (p *pollTicker) ready() bool {
