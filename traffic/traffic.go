@@ -115,6 +115,7 @@ func Send(ctx context.Context, nic host.NIC, s Stream, n uint64, interval time.D
 		tick = time.NewTicker(interval)
 		defer tick.Stop()
 	}
+	var offerer host.Offerer
 	for seq := uint64(0); seq < n; seq++ {
 		if tick != nil && seq > 0 {
 			select {
@@ -126,7 +127,7 @@ func Send(ctx context.Context, nic host.NIC, s Stream, n uint64, interval time.D
 		f := s.Frame(seq)
 		var err error
 		if busy == Requeue {
-			err = host.Offer(ctx, nic, f)
+			err = offerer.Offer(ctx, nic, f)
 		} else if err = nic.Transmit(f); errors.Is(err, driver.ErrBusy) {
 			res.Lost++
 			continue
