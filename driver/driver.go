@@ -258,6 +258,9 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	}
 	d.initField()
 	ctr.marked = d.cfg.XmitClock == XmitClockSPI
+	if !ctr.marked && d.tr == ctr {
+		d.tr = tr // no transfer is Transmit's: nothing to count, no wrapper to go through
+	}
 	d.ring = make([]txSlot, d.cfg.TxRingSize)
 	d.setupTSN()
 	return d
