@@ -144,7 +144,7 @@ func (c *Chip) maxBackdate() time.Duration {
 }
 
 func (c *Chip) takeHead() {
-	c.host.Pop()
+	c.host.Discard()
 	c.hostRd++
 }
 

@@ -103,6 +103,20 @@ func (f *FIFO[T]) Pop() (v T, ok bool) {
 	return v, true
 }
 
+// Discard removes the oldest item without returning it (Pop without
+// the copy out); it reports false when the FIFO is empty.
+func (f *FIFO[T]) Discard() bool {
+	if f.head == len(f.items) {
+		return false
+	}
+	f.used -= f.size(f.items[f.head])
+	var zero T
+	f.items[f.head] = zero
+	f.head++
+	f.popped++
+	return true
+}
+
 // Len returns the number of items queued.
 func (f *FIFO[T]) Len() int { return len(f.items) - f.head }
 
