@@ -156,10 +156,10 @@ type Chip struct {
 	rxMeta   *fifo.FIFO[proto.RxMetadata]
 	hostWr   uint64      // frames written into the host FIFO, ever
 	hostRd   uint64      // frames taken out of the host FIFO, ever
-	sending  atomic.Bool // transmitter is serialising a frame
-	lineFree time.Time   // when the line is free for the next preamble; transmitter only
+	sending  atomic.Bool // transmitter is handing a frame to the wire
+	lineFree time.Time   // when the line is free for the next preamble; written by the transmitter under mu
 	enabled  time.Time   // when TSN_ENABLE was last set
-	decodeAt time.Time   // when the transaction being decoded is decoded (TransactAt); under mu
+	decodeAt time.Time   // when the transaction being decoded is decoded (TransactAt; zero: not read yet, see decodeTime); under mu
 	phy      Wire
 	errs     [numProtocolErrors]uint64
 	fifoCap  *fifoOverride // fault-injected FIFO caps (SetFIFOLimits); nil: none
@@ -373,7 +373,7 @@ func (c *Chip) Stats() Stats {
 		HostFIFO:             c.host.Stats(),
 		RxFrameFIFO:          c.rxFrames.Stats(),
 		RxMetaFIFO:           c.rxMeta.Stats(),
-		Transmitting:         c.sending.Load(),
+		Transmitting:         c.transmitting(),
 	}
 	for k, n := range c.errs {
 		if n > 0 {

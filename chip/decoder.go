@@ -85,8 +85,12 @@ func (c *Chip) reject(kind ProtocolErrorKind, format string, args ...any) error 
 // Bytes of miso the transaction does not define are zero. A rejected
 // transaction is counted and returns a *ProtocolError; the SPI bus itself
 // reports nothing to the host, so transports do not fail the transfer.
+//
+// The decode time (when a TX frame became ready, when TSN was enabled)
+// is read from the clock only by a transaction that needs it, so the
+// frame path with no timing model reads no clock per transfer.
 func (c *Chip) Transact(mosi, miso []byte) error {
-	return c.TransactAt(mosi, miso, time.Now())
+	return c.TransactAt(mosi, miso, time.Time{})
 }
 
 // TransactAt is Transact for a bus that keeps its own emulated timeline
@@ -94,9 +98,11 @@ func (c *Chip) Transact(mosi, miso []byte) error {
 // which in a real-time run can be a little before now (the bus woke up
 // late). A TX frame is ready, and TSN enabled, from at; the transmitter
 // backdates the frame's start to it within its bound. In virtual time
-// at is now.
+// at is now. A zero at means now, read only if the transaction needs it.
 func (c *Chip) TransactAt(mosi, miso []byte, at time.Time) error {
-	clear(miso)
+	if !isFrameRead(mosi, miso) {
+		clear(miso)
+	} // else read clears what the frame does not cover (no double zeroing)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.decodeAt = at
@@ -114,6 +120,25 @@ func (c *Chip) TransactAt(mosi, miso []byte, at time.Time) error {
 		return c.write(addr, mosi)
 	}
 	return c.reject(ErrUnknownCommand, "command %#02x", mosi[0])
+}
+
+// decodeTime is when the transaction being decoded is decoded: the
+// time TransactAt was given, or else now, read on first use and kept for
+// the rest of the transaction. Called with c.mu held.
+func (c *Chip) decodeTime() time.Time {
+	if c.decodeAt.IsZero() {
+		c.decodeAt = time.Now()
+	}
+	return c.decodeAt
+}
+
+// isFrameRead reports whether mosi is an RX frame read carrying data,
+// with a MISO buffer as long: the one transaction whose MISO the chip
+// clears itself around the frame it copies in (read), instead of
+// clearing all of it first.
+func isFrameRead(mosi, miso []byte) bool {
+	return len(mosi) > proto.ReadDataStart && len(miso) >= len(mosi) && mosi[0] == proto.CmdRead &&
+		binary.BigEndian.Uint16(mosi[1:]) == proto.AddrRxFrame
 }
 
 func (c *Chip) read(addr uint16, mosi, miso []byte) error {
@@ -139,9 +164,11 @@ func (c *Chip) read(addr uint16, mosi, miso []byte) error {
 		}
 		f, ok := c.rxFrames.Pop()
 		if !ok {
+			clear(miso)
 			return c.reject(ErrRxFrameFIFOEmpty, "frame read of %d bytes", n)
 		}
-		copy(miso[proto.ReadDataStart:], f)
+		clear(miso[:proto.ReadDataStart])
+		clear(miso[proto.ReadDataStart+copy(miso[proto.ReadDataStart:], f):])
 		if n != len(f) {
 			return c.reject(ErrRxFrameLengthMismatch, "read %d bytes of a %d-byte frame", n, len(f))
 		}
@@ -179,7 +206,7 @@ func (c *Chip) writeRegister(off uint16, v uint32) {
 	case regs.TSNSystemControl:
 		switch on := regs.TSNEnable.Set(c.regs.Get(regs.TSNSystemControl)); {
 		case on && c.enabled.IsZero():
-			c.enabled = c.decodeAt
+			c.enabled = c.decodeTime()
 		case !on:
 			c.enabled = time.Time{}
 		}
@@ -211,10 +238,9 @@ func (c *Chip) writeTxFrame(mosi []byte) error {
 		c.log.Debug("host FIFO full, TX frame lost", zap.Int("len", sent))
 		return nil
 	}
-	e.frame = make([]byte, sent)
-	copy(e.frame, mosi[proto.TxWriteHeader:])
+	e.frame = append([]byte(nil), mosi[proto.TxWriteHeader:]...) // not zeroed first, unlike make
 	if c.cfg.LinkBitsPerSec > 0 {
-		e.ready = c.decodeAt // only the line timeline needs it
+		e.ready = c.decodeTime() // only the line timeline needs it
 	}
 	c.host.Push(e)
 	c.hostWr++

@@ -297,6 +297,40 @@ func TestRxMetaReadEmpty(t *testing.T) {
 	}
 }
 
+// TestRxFrameReadDirtyMISO: a frame read into a MISO buffer holding
+// garbage returns exactly what a zeroed buffer would: zeros in the header
+// and turnaround, the frame, zeros after it (a read longer than the
+// frame, a MISO buffer longer than MOSI), and all zeros when the FIFO is
+// empty.
+func TestRxFrameReadDirtyMISO(t *testing.T) {
+	c := chip.New(chip.Config{})
+	frames := [][]byte{rxWire(64, 1), rxWire(100, 2), rxWire(80, 3)}
+	for _, f := range frames {
+		c.ReceivePHY(bytes.Clone(f), time.Now())
+	}
+	dirty := func(n int) []byte { return bytes.Repeat([]byte{0xA5}, n) }
+	for i, tc := range []struct {
+		read, misoLen int
+		want          []byte // after the 4 header bytes
+		err           bool
+	}{
+		{read: 64, misoLen: 4 + 64, want: frames[0]},
+		{read: 120, misoLen: 4 + 130, want: append(bytes.Clone(frames[1]), make([]byte, 30)...), err: true},
+		{read: 50, misoLen: 4 + 50, want: frames[2][:50], err: true},
+		{read: 64, misoLen: 4 + 64, want: make([]byte, 64), err: true}, // FIFO empty
+	} {
+		mosi := proto.RxFrameRead(tc.read)
+		miso := dirty(tc.misoLen)
+		err := c.Transact(mosi, miso)
+		if (err != nil) != tc.err {
+			t.Errorf("read %d: error %v, want error %v", i, err, tc.err)
+		}
+		if want := append(make([]byte, proto.ReadDataStart), tc.want...); !bytes.Equal(miso, want) {
+			t.Errorf("read %d: MISO\n% x\nwant\n% x", i, miso, want)
+		}
+	}
+}
+
 // TestHostFIFOFullBackPressure: a TX write into a full host FIFO is
 // accepted on the bus but the frame is lost and counted in
 // FS_TOTAL_BACK_PRESSURE_EVENT_CNT; nothing else moves.

@@ -8,27 +8,49 @@ import (
 	"tsnsim/chip/clock"
 	"tsnsim/chip/proto"
 	"tsnsim/chip/regs"
+	"tsnsim/rtimer"
 )
 
 // transmitter is the scheduler and transmitter: it takes frames from the
 // host FIFO in order, holds the head frame until its window opens, drops
 // or delays it when its window has passed (fail_policy), and serialises
 // released frames onto the wire at link speed.
+//
+// It looks at the host FIFO only once the line is free (lineFree), as a
+// transmitter that waits out each frame's wire time; but when the FIFO
+// is empty after a frame it does not wait for the line on a timer of
+// its own: it waits for work, and a frame written before the line is
+// free then waits for the line. An idle link thus costs no wake-up per
+// frame beyond the one that brings the next frame.
 func (c *Chip) transmitter() {
 	defer close(c.done)
 	c.log.Debug("transmitter started")
 	defer c.log.Debug("transmitter stopped")
+	var line *rtimer.Timer // waits for lineFree, reused
+	defer func() {
+		if line != nil {
+			line.Stop()
+		}
+	}()
 	for {
+		if !c.waitLine(&line) {
+			return
+		}
 		c.mu.Lock()
 		e, ok, wait := c.schedule()
-		c.mu.Unlock()
+		var st sendStart
 		if ok {
-			if !c.send(&e) {
+			st = c.startSend(&e)
+		}
+		c.mu.Unlock()
+		if !ok {
+			if !c.waitForWork(wait) {
 				return
 			}
 			continue
 		}
-		if !c.waitForWork(wait) {
+		c.finishSend(&e, st)
+		if !st.more && !c.waitForWork(0) {
 			return
 		}
 	}
@@ -122,7 +144,7 @@ func (c *Chip) maxBackdate() time.Duration {
 }
 
 func (c *Chip) takeHead() {
-	c.host.Pop()
+	c.host.Discard()
 	c.hostRd++
 }
 
@@ -152,17 +174,25 @@ func (c *Chip) wireTime(n int) time.Duration {
 	return time.Duration(int64(n) * 8 * int64(time.Second) / c.cfg.LinkBitsPerSec)
 }
 
-// send serialises one frame: preamble, frame, inter-frame gap. The frame
-// is stamped when its first byte after the preamble leaves the MAC (the
-// IEEE 802.1AS message timestamp point); it reaches the wire TxLatency
-// later. Frames are scheduled on the line's own timeline: a frame starts
-// when the previous one's gap ends (lineFree) or when it became ready
-// (queued, TSN enabled, window open), whichever is later. A timer that
-// wakes late in real time thus delays the transmitter goroutine but not
-// the frames' emulated start times (by at most maxBackdate); in virtual
-// time the goroutine wakes exactly then and nothing changes. It reports
-// false if the chip stopped meanwhile.
-func (c *Chip) send(e *txEntry) bool {
+// sendStart is what startSend decided about a frame, for finishSend.
+type sendStart struct {
+	sof  time.Time // first byte after the preamble leaves the MAC
+	phy  Wire
+	more bool // the host FIFO held more frames
+}
+
+// startSend begins serialising one frame, preamble, frame, inter-frame
+// gap, in the same critical section that scheduled it: it counts it,
+// stamps it and sets lineFree. The frame is stamped when its first byte
+// after the preamble leaves the MAC (the IEEE 802.1AS message timestamp
+// point); it reaches the wire TxLatency later (finishSend). Frames are
+// scheduled on the line's own timeline: a frame starts when the previous
+// one's gap ends (lineFree) or when it became ready (queued, TSN enabled,
+// window open), whichever is later. A timer that wakes late in real time
+// thus delays the transmitter goroutine but not the frames' emulated
+// start times (by at most maxBackdate); in virtual time the goroutine
+// wakes exactly then and nothing changes. Called with c.mu held.
+func (c *Chip) startSend(e *txEntry) sendStart {
 	timed := c.cfg.LinkBitsPerSec > 0
 	start := time.Now()
 	if timed {
@@ -170,7 +200,6 @@ func (c *Chip) send(e *txEntry) bool {
 	}
 	sof := start.Add(c.wireTime(PreambleLen))
 
-	c.mu.Lock()
 	c.sending.Store(true)
 	gap := int(regs.TxInterFrameGap.Get(c.regs.Get(regs.TSNTxControl)))
 	c.regs.Add(regs.FTTotalTxFrameCnt, 1)
@@ -181,25 +210,59 @@ func (c *Chip) send(e *txEntry) bool {
 		// Only stamped frames need SYSCOUNT at their stamp point.
 		c.regs.Set(regs.FTTxTstamp(int(id)), c.clock.At(sof))
 	}
-	phy := c.phy
-	c.mu.Unlock()
-
-	if phy != nil {
-		phy.Send(e.frame, sof.Add(c.cfg.TxLatency))
-	}
-	ok := true
 	if timed {
 		c.lineFree = start.Add(c.wireTime(PreambleLen + len(e.frame) + gap))
-		if d := time.Until(c.lineFree); d > 0 {
-			t := c.cfg.Timer.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-c.stop:
-				t.Stop()
-				ok = false
-			}
+	}
+	more := c.host.Len() > 0
+	if timed && !more {
+		// Kicks sent so far (under c.mu) are about what this looks at:
+		// taken now, so the empty FIFO is not looked at again, after a
+		// line wait, for a kick that was already served. (Without line
+		// timing a stale kick costs one look, no wait; a busy FIFO keeps
+		// the kick pending, which writers then find full at no cost.)
+		select {
+		case <-c.kick:
+		default:
 		}
 	}
+	return sendStart{sof: sof, phy: c.phy, more: more}
+}
+
+// finishSend hands the frame started by startSend to the wire.
+func (c *Chip) finishSend(e *txEntry, st sendStart) {
+	if st.phy != nil {
+		st.phy.Send(e.frame, st.sof.Add(c.cfg.TxLatency))
+	}
 	c.sending.Store(false)
-	return ok
+}
+
+// waitLine waits until the line is free for the next preamble (lineFree;
+// at once with serialisation timing off), through *t, which it creates
+// on first use. It reports false if the chip stopped meanwhile.
+func (c *Chip) waitLine(t **rtimer.Timer) bool {
+	if c.cfg.LinkBitsPerSec <= 0 {
+		return true
+	}
+	d := time.Until(c.lineFree)
+	if d <= 0 {
+		return true
+	}
+	if *t == nil {
+		*t = c.cfg.Timer.NewTimer(d)
+	} else {
+		(*t).Reset(d)
+	}
+	select {
+	case <-(*t).C:
+		return true
+	case <-c.stop:
+		return false
+	}
+}
+
+// transmitting reports whether the transmitter is serialising a frame:
+// handing it to the wire, or its preamble, bytes or gap still on the
+// line. Called with c.mu held.
+func (c *Chip) transmitting() bool {
+	return c.sending.Load() || (c.cfg.LinkBitsPerSec > 0 && time.Now().Before(c.lineFree))
 }

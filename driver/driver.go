@@ -194,7 +194,7 @@ type Driver struct {
 	ring     []txSlot // circular, len == TxRingSize
 	head     int
 	queued   int
-	txq      atomic.Int32 // queued, mirrored for the worker's look without d.mu
+	txq      atomic.Int32 // 1 while queued > 0, else 0: the worker's look without d.mu (stored only when that changes)
 	inFlight int          // taken from the ring, not yet accounted
 	stopped  bool         // netif queue stopped
 	up       bool
@@ -257,6 +257,10 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 		done: done,
 	}
 	d.initField()
+	ctr.marked = d.cfg.XmitClock == XmitClockSPI
+	if !ctr.marked && d.tr == ctr {
+		d.tr = tr // no transfer is Transmit's: nothing to count, no wrapper to go through
+	}
 	d.ring = make([]txSlot, d.cfg.TxRingSize)
 	d.setupTSN()
 	return d

@@ -106,7 +106,9 @@ func (d *Driver) enqueue(frame []byte, req *StampRequest) error {
 	}
 	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame), x: x}
 	d.queued++
-	d.txq.Store(int32(d.queued))
+	if d.queued == 1 {
+		d.txq.Store(1)
+	}
 	if d.queued == len(d.ring) && !d.cfg.Field.Has(FieldTxSlot) {
 		d.stopped = true // netif_stop_queue; the field driver's slot does not
 	}

@@ -150,11 +150,12 @@ func xmitContext(ctx context.Context) context.Context {
 // countingTransport counts the transfers issued under an xmitContext.
 type countingTransport struct {
 	spibridge.Transport
-	xmit atomic.Uint64
+	marked bool // XmitClockSPI: Transmit issues transfers (else no context is marked)
+	xmit   atomic.Uint64
 }
 
 func (c *countingTransport) Transfer(ctx context.Context, tx, rx []byte) error {
-	if ctx.Value(xmitPath{}) != nil {
+	if c.marked && ctx.Value(xmitPath{}) != nil {
 		c.xmit.Add(1)
 	}
 	return c.Transport.Transfer(ctx, tx, rx)

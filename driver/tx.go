@@ -42,7 +42,9 @@ func (d *Driver) takeTx() (txSlot, bool) {
 	d.ring[d.head] = txSlot{}
 	d.head = (d.head + 1) % len(d.ring)
 	d.queued--
-	d.txq.Store(int32(d.queued))
+	if d.queued == 0 {
+		d.txq.Store(0)
+	}
 	d.inFlight++
 	if d.stopped {
 		d.stopped = false // netif_wake_queue

@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,11 +52,11 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 	rxPending := true // drain whatever is already queued at open
 	idleChecked := false
 	irq := d.tr.Interrupt()
-	tick := time.NewTicker(d.cfg.PollInterval)
-	defer tick.Stop()
+	tick := newPollTicker(d.cfg.PollInterval)
+	defer tick.stop()
 	for ctx.Err() == nil {
 		failed := false
-		gotIRQ, gotTick := ready(irq), ready(tick.C)
+		gotIRQ, gotTick := ready(irq), tick.ready()
 		if (gotTick || w.reset.pending) && !w.periodic() {
 			if !w.bo.wait(ctx) {
 				return
@@ -120,14 +121,15 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		case <-irq:
 			gotIRQ = true
 		case <-d.kick:
-		case <-tick.C:
+		case v := <-tick.t.C:
+			tick.took(v)
 			gotTick = true
 		case <-w.tsnWake():
 		case <-ctx.Done():
 			return
 		}
 		gotIRQ = ready(irq) || gotIRQ
-		gotTick = ready(tick.C) || gotTick
+		gotTick = tick.ready() || gotTick
 		ready(d.kick)
 		if gotTick && !w.periodic() {
 			if !w.bo.wait(ctx) {
@@ -185,6 +187,91 @@ func finishContext(ctx context.Context, grace time.Duration) (context.Context, f
 		mu.Unlock()
 		cancel()
 	}
+}
+
+// pollTicker is the worker's poll ticker with a cheap look: a ticker's
+// channel costs two runtime timer locks to look at, and a clock read
+// costs tens of nanoseconds on some machines, once per round of the
+// worker. A Ticker ticks at its start plus whole periods (skipping those
+// nobody took), and the time it delivers is the tick's own. So no tick
+// is pending before the start (read before the ticker was made) plus a
+// period, nor, once a tick was taken, before the next point of its grid
+// after the last look that found none (next). A timer raises a flag a
+// little before next (pollLead), so until then a look is one atomic
+// load; from then on a clock read tells whether next has come, and only
+// then is the channel looked at.
+//
+// In virtual time the flag is always up by next: the bubble does not
+// reach next before the timer's function ran at next-lead. In real time
+// a timer that fires more than lead late delays the look (as it would
+// delay the ticker's own delivery to a waiting worker).
+type pollTicker struct {
+	t      *time.Ticker
+	period time.Duration
+	lead   time.Duration
+	next   time.Time   // no tick is pending before this
+	phased bool        // next is on the grid of a delivered tick
+	near   atomic.Bool // next-lead has come
+	raise  *time.Timer // sets near at next-lead
+}
+
+func newPollTicker(period time.Duration) *pollTicker {
+	p := &pollTicker{period: period, lead: min(period/8, pollLead)}
+	p.next = time.Now().Add(period)
+	p.t = time.NewTicker(period)
+	p.raise = time.AfterFunc(period-p.lead, func() { p.near.Store(true) })
+	return p
+}
+
+// stop stops the ticker and the flag's timer.
+func (p *pollTicker) stop() {
+	p.t.Stop()
+	p.raise.Stop()
+}
+
+// pollLead bounds how long before a poll tick can be due its flag is
+// raised: the rounds in between read the clock.
+const pollLead = 500 * time.Microsecond
+
+// ready takes a pending tick, if there is one.
+func (p *pollTicker) ready() bool {
+	if !p.near.Load() {
+		return false
+	}
+	wait := time.Until(p.next) // a monotonic clock read only
+	if wait > 0 {
+		return false
+	}
+	select {
+	case v := <-p.t.C:
+		p.took(v)
+		return true
+	default:
+	}
+	if p.phased {
+		// None pending now: the next one is on the grid after now.
+		p.next = p.next.Add((-wait/p.period + 1) * p.period)
+		p.arm()
+	}
+	return false
+}
+
+// took notes a tick received from p.t.C with the time v it delivered.
+func (p *pollTicker) took(v time.Time) {
+	p.next, p.phased = v.Add(p.period), true
+	p.arm()
+}
+
+// arm lowers the flag and has it raised lead before next (at once if
+// that has come).
+func (p *pollTicker) arm() {
+	p.near.Store(false)
+	d := time.Until(p.next) - p.lead
+	if d <= 0 {
+		p.near.Store(true)
+		return
+	}
+	p.raise.Reset(d)
 }
 
 // ready takes a pending value from c, if there is one.

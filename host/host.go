@@ -65,7 +65,7 @@ func Wire(cfg *driver.Config, b Backend) {
 
 // OfferStamped is Offer with a TX stamp request.
 func OfferStamped(ctx context.Context, nic StampedNIC, frame []byte, req driver.StampRequest) error {
-	return offer(ctx, nic, func() error { return nic.TransmitStamped(frame, req) })
+	return offer(ctx, nic, func() error { return nic.TransmitStamped(frame, req) }, nil)
 }
 
 // Backend is a network stack attached to one node.
@@ -92,10 +92,23 @@ const requeueWait = 100 * time.Millisecond
 // once the driver took the frame, the driver's error if it dropped it,
 // or ctx's error.
 func Offer(ctx context.Context, nic NIC, frame []byte) error {
-	return offer(ctx, nic, func() error { return nic.Transmit(frame) })
+	return offer(ctx, nic, func() error { return nic.Transmit(frame) }, nil)
 }
 
-func offer(ctx context.Context, nic NIC, transmit func() error) error {
+// Offerer offers frames as Offer does, with one timer for all its waits
+// for a stopped queue instead of one per wait. One goroutine uses it at
+// a time; the zero value is ready to use.
+type Offerer struct{ t *time.Timer }
+
+// Offer is Offer, waiting through o's timer.
+func (o *Offerer) Offer(ctx context.Context, nic NIC, frame []byte) error {
+	return offer(ctx, nic, func() error { return nic.Transmit(frame) }, &o.t)
+}
+
+// offer is Offer with transmit as the driver call; the waits use *reuse
+// (made on first use) when reuse is not nil, a timer of their own
+// otherwise.
+func offer(ctx context.Context, nic NIC, transmit func() error, reuse **time.Timer) error {
 	for {
 		if !nic.QueueStopped() {
 			err := transmit()
@@ -103,7 +116,17 @@ func offer(ctx context.Context, nic NIC, transmit func() error) error {
 				return err
 			}
 		}
-		t := time.NewTimer(requeueWait)
+		var t *time.Timer
+		switch {
+		case reuse == nil:
+			t = time.NewTimer(requeueWait)
+		case *reuse == nil:
+			t = time.NewTimer(requeueWait)
+			*reuse = t
+		default:
+			t = *reuse
+			t.Reset(requeueWait) // stopped: no stale value (Go 1.23 timers)
+		}
 		select {
 		case <-nic.Wake():
 		case <-t.C:

@@ -2,7 +2,10 @@ package host
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"tsnsim/driver"
 )
@@ -74,4 +77,52 @@ func TestOfferStamped(t *testing.T) {
 	if len(n.got) != 2 || n.got[1].Cookie != 3 {
 		t.Errorf("offers %+v", n.got)
 	}
+}
+
+// busyNIC refuses the first busy offers of each frame with ErrBusy.
+type busyNIC struct {
+	busy, offers, sent int
+	wake               chan struct{}
+}
+
+func (n *busyNIC) Transmit([]byte) error {
+	n.offers++
+	if n.busy > 0 {
+		n.busy--
+		return driver.ErrBusy
+	}
+	n.sent++
+	return nil
+}
+func (n *busyNIC) QueueStopped() bool    { return false }
+func (n *busyNIC) Wake() <-chan struct{} { return n.wake }
+
+// TestOffererReusesTimer: an Offerer waits through one timer for every
+// frame: woken by the queue, or by the requeue bound when no wake-up
+// comes (virtual time), and a cancelled context ends a wait.
+func TestOffererReusesTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &busyNIC{wake: make(chan struct{}, 1)}
+		var o Offerer
+		for i := range 3 {
+			n.busy = 2
+			n.wake <- struct{}{} // the first wait is woken, the second times out
+			start := time.Now()
+			if err := o.Offer(context.Background(), n, []byte{1}); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d != requeueWait {
+				t.Errorf("frame %d: offered for %v, want %v (one wake-up, one timeout)", i, d, requeueWait)
+			}
+		}
+		if n.sent != 3 || n.offers != 9 || o.t == nil {
+			t.Errorf("sent %d in %d offers (timer %v), want 3 in 9", n.sent, n.offers, o.t != nil)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		n.busy = 1
+		time.AfterFunc(time.Millisecond, cancel)
+		if err := o.Offer(ctx, n, []byte{1}); !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled offer: %v", err)
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,23 +41,51 @@ type Stream struct {
 
 // Frame returns frame seq of the stream.
 func (s Stream) Frame(seq uint64) []byte {
-	r := rand.New(rand.NewPCG(s.Seed, seq))
+	p := rand.NewPCG(s.Seed, seq)
+	f := make([]byte, s.frameSize(p))
+	s.fill(f, seq, p)
+	return f
+}
+
+// AppendFrame appends frame seq of the stream to dst and returns the
+// extended slice: Frame without an allocation when dst has room.
+func (s Stream) AppendFrame(dst []byte, seq uint64) []byte {
+	p := rand.NewPCG(s.Seed, seq)
+	size := s.frameSize(p)
+	n := len(dst)
+	dst = slices.Grow(dst, size)[:n+size]
+	clear(dst[n : n+headerLen])
+	s.fill(dst[n:], seq, p)
+	return dst
+}
+
+// frameSize draws the size of the frame whose generator is p (the first
+// draw, for mixed sizes).
+func (s Stream) frameSize(p *rand.PCG) int {
 	size := s.Size
 	if size == 0 {
-		size = MinSize + r.IntN(MaxSize-MinSize+1)
+		size = MinSize + rand.New(p).IntN(MaxSize-MinSize+1)
 	}
-	size = max(size, headerLen)
-	f := make([]byte, size)
+	return max(size, headerLen)
+}
+
+// fill writes frame seq into f (its length, from frameSize, zero in the
+// header): header, sequence number, then the payload drawn from p. The
+// payload calls p directly, the same draws as through a rand.Rand.
+func (s Stream) fill(f []byte, seq uint64, p *rand.PCG) {
 	copy(f[0:6], s.Dst)
 	copy(f[6:12], s.Src)
 	binary.BigEndian.PutUint16(f[12:], EtherType)
 	binary.BigEndian.PutUint64(f[14:], seq)
-	for i := headerLen; i < size; i += 8 {
+	i := headerLen
+	for ; i+8 <= len(f); i += 8 {
+		binary.LittleEndian.PutUint64(f[i:], p.Uint64())
+	}
+	if i < len(f) {
 		var w [8]byte
-		binary.LittleEndian.PutUint64(w[:], r.Uint64())
+		binary.LittleEndian.PutUint64(w[:], p.Uint64())
 		copy(f[i:], w[:])
 	}
-	return f
 }
 
 // BusyPolicy says what a sender does when the TX ring is full.
@@ -86,6 +115,7 @@ func Send(ctx context.Context, nic host.NIC, s Stream, n uint64, interval time.D
 		tick = time.NewTicker(interval)
 		defer tick.Stop()
 	}
+	var offerer host.Offerer
 	for seq := uint64(0); seq < n; seq++ {
 		if tick != nil && seq > 0 {
 			select {
@@ -97,7 +127,7 @@ func Send(ctx context.Context, nic host.NIC, s Stream, n uint64, interval time.D
 		f := s.Frame(seq)
 		var err error
 		if busy == Requeue {
-			err = host.Offer(ctx, nic, f)
+			err = offerer.Offer(ctx, nic, f)
 		} else if err = nic.Transmit(f); errors.Is(err, driver.ErrBusy) {
 			res.Lost++
 			continue
@@ -129,6 +159,7 @@ type Checker struct {
 	first      time.Time
 	last       time.Time
 	arrived    chan struct{}
+	want       []byte // scratch for the expected frame
 }
 
 // maxTracked bounds the sequence numbers whose arrival a checker
@@ -154,7 +185,8 @@ func (c *Checker) Receive(f []byte) bool {
 		c.first = now
 	}
 	c.last = now
-	if want := c.s.Frame(seq); string(want) != string(f) {
+	c.want = c.s.AppendFrame(c.want[:0], seq) // the expected frame, in a buffer reused under mu
+	if want := c.want; string(want) != string(f) {
 		c.corrupt++
 		c.fail("frame %d: content differs (%d bytes, want %d)", seq, len(f), len(want))
 		return true // its sequence number cannot be trusted: not tracked

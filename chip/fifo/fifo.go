@@ -12,7 +12,7 @@ package fifo
 type FIFO[T any] struct {
 	items    []T
 	head     int
-	units    func(T) int
+	units    func(T) int // nil: one unit per item
 	capacity int
 	limit    int
 	used     int
@@ -23,9 +23,6 @@ type FIFO[T any] struct {
 // New returns an empty FIFO that holds at most capacity units, where units
 // reports the size of one item (nil means every item is one unit).
 func New[T any](capacity int, units func(T) int) *FIFO[T] {
-	if units == nil {
-		units = func(T) int { return 1 }
-	}
 	return &FIFO[T]{units: units, capacity: capacity, limit: capacity}
 }
 
@@ -42,12 +39,21 @@ func (f *FIFO[T]) SetLimit(n int) {
 func (f *FIFO[T]) Limit() int { return f.limit }
 
 // Fits reports whether v can be pushed without exceeding the limit.
-func (f *FIFO[T]) Fits(v T) bool { return f.used+f.units(v) <= f.limit }
+func (f *FIFO[T]) Fits(v T) bool { return f.used+f.size(v) <= f.limit }
+
+// size is how many units v takes: 1 without a units function (no call,
+// no copy of v).
+func (f *FIFO[T]) size(v T) int {
+	if f.units == nil {
+		return 1
+	}
+	return f.units(v)
+}
 
 // Push appends v if it fits, and otherwise counts it as dropped and
 // returns false.
 func (f *FIFO[T]) Push(v T) bool {
-	n := f.units(v)
+	n := f.size(v)
 	if f.used+n > f.limit {
 		f.drops++
 		f.droppedUnits += uint64(n)
@@ -92,9 +98,23 @@ func (f *FIFO[T]) Pop() (v T, ok bool) {
 	var zero T
 	f.items[f.head] = zero
 	f.head++
-	f.used -= f.units(v)
+	f.used -= f.size(v)
 	f.popped++
 	return v, true
+}
+
+// Discard removes the oldest item without returning it (Pop without
+// the copy out); it reports false when the FIFO is empty.
+func (f *FIFO[T]) Discard() bool {
+	if f.head == len(f.items) {
+		return false
+	}
+	f.used -= f.size(f.items[f.head])
+	var zero T
+	f.items[f.head] = zero
+	f.head++
+	f.popped++
+	return true
 }
 
 // Len returns the number of items queued.

@@ -199,3 +199,32 @@ func TestSteadyStateDoesNotGrow(t *testing.T) {
 		t.Fatalf("backing array has capacity %d after 100000 single-item cycles", cap(f.items))
 	}
 }
+
+// TestDiscard: Discard takes the head as Pop does (units, counts, order)
+// without returning it, and reports an empty FIFO.
+func TestDiscard(t *testing.T) {
+	f := New(100, words)
+	if f.Discard() {
+		t.Fatal("Discard on an empty FIFO reported an item")
+	}
+	f.Push(make([]byte, 64))   // 4 words
+	f.Push(make([]byte, 1518)) // 95 words
+	if !f.Discard() {
+		t.Fatal("Discard found no item")
+	}
+	if s := f.Stats(); s.Used != 95 || s.Len != 1 || s.Popped != 1 {
+		t.Fatalf("after Discard: %+v, want 95 words, 1 queued, 1 popped", s)
+	}
+	if v, _ := f.Pop(); len(v) != 1518 {
+		t.Fatalf("next Pop returned %d bytes, want the 1518-byte frame", len(v))
+	}
+	g := New[int](3, nil)
+	g.Push(7)
+	g.Push(8)
+	if !g.Discard() || g.Used() != 1 {
+		t.Fatalf("one-unit FIFO after Discard: used %d, want 1", g.Used())
+	}
+	if v, _ := g.Pop(); v != 8 {
+		t.Fatalf("Pop after Discard = %d, want 8", v)
+	}
+}
