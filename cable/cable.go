@@ -7,6 +7,7 @@
 package cable
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,6 +123,12 @@ type direction struct {
 	// mutex on the hot path; snapshot adds them in.
 	okFrames, okBytes atomic.Uint64
 
+	// closed is set by close before it drains the queue; senders counts
+	// the Sends in progress, which close waits out, so a frame sent
+	// after close is counted lost and none is left in a drained queue.
+	closed  atomic.Bool
+	senders atomic.Int32
+
 	mu    sync.Mutex
 	stats Stats
 }
@@ -140,6 +147,12 @@ func newDirection(from int, dst Port, cfg Config) *direction {
 func (d *direction) Send(frame []byte, sof time.Time) {
 	if d.cfg.Monitor != nil {
 		d.cfg.Monitor(d.from, frame, sof)
+	}
+	d.senders.Add(1)
+	defer d.senders.Add(-1)
+	if d.closed.Load() {
+		d.count(func(s *Stats) { s.LostAtClose++ })
+		return
 	}
 	f := flight{frame: frame, sof: sof}
 	if fp := d.faults.Load(); fp != nil && !d.applyFaults(*fp, &f) {
@@ -277,8 +290,14 @@ func (d *direction) snapshot() Stats {
 }
 
 func (d *direction) close() {
-	d.once.Do(func() { close(d.stop) })
+	d.once.Do(func() {
+		d.closed.Store(true)
+		close(d.stop)
+	})
 	<-d.done
+	for d.senders.Load() > 0 { // a Send that started before closed was set
+		runtime.Gosched()
+	}
 	for {
 		select {
 		case <-d.queue:
