@@ -183,10 +183,15 @@ type Config struct {
 
 // Driver is one network interface driven over one SPI transport.
 type Driver struct {
-	tr  spibridge.Transport
-	ctr *countingTransport // tr: counts the transfers issued from Transmit
-	cfg Config
-	log *zap.Logger
+	tr spibridge.Transport
+	// marker is the bus's EventMarker when it models time (the in-process
+	// bus with the SPI model on), nil otherwise: the worker marks the
+	// events it answers (an interrupt edge, a frame to send) so that a
+	// late wake-up's repayment cannot start their transfers before them.
+	marker spibridge.EventMarker
+	ctr    *countingTransport // tr: counts the transfers issued from Transmit
+	cfg    Config
+	log    *zap.Logger
 
 	life sync.Mutex // serialises Open and Stop
 
@@ -224,9 +229,10 @@ type Driver struct {
 }
 
 type txSlot struct {
-	mosi []byte   // complete TX write transaction
-	n    int      // frame length as offered (before padding and FCS)
-	x    *txExtra // TSN: stamp request, window (nil: none)
+	mosi    []byte    // complete TX write transaction
+	n       int       // frame length as offered (before padding and FCS)
+	x       *txExtra  // TSN: stamp request, window (nil: none)
+	offered time.Time // when Transmit took it; set only for a bus with a timeline (marker)
 }
 
 // New returns a driver for the chip behind tr. It is down until Open.
@@ -261,6 +267,7 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	if !ctr.marked && d.tr == ctr {
 		d.tr = tr // no transfer is Transmit's: nothing to count, no wrapper to go through
 	}
+	d.marker = spibridge.MarkerOf(tr)
 	d.ring = make([]txSlot, d.cfg.TxRingSize)
 	d.setupTSN()
 	return d

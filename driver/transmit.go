@@ -104,7 +104,11 @@ func (d *Driver) enqueue(frame []byte, req *StampRequest) error {
 		d.stats.TxDropped++
 		return ErrFrameTooLong
 	}
-	d.ring[(d.head+d.queued)%len(d.ring)] = txSlot{mosi: mosi, n: len(frame), x: x}
+	slot := txSlot{mosi: mosi, n: len(frame), x: x}
+	if d.marker != nil {
+		slot.offered = time.Now()
+	}
+	d.ring[(d.head+d.queued)%len(d.ring)] = slot
 	d.queued++
 	if d.queued == 1 {
 		d.txq.Store(1)

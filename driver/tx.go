@@ -94,6 +94,9 @@ func (w *worker) sendTx(s txSlot) {
 	if cap(w.scratch) < len(s.mosi) {
 		w.scratch = make([]byte, len(s.mosi), proto.TxWriteHeader+proto.MaxWireLen)
 	}
+	if d.marker != nil {
+		d.marker.MarkEvent(s.offered) // the frame cannot leave before it was handed over
+	}
 	stamp := w.beforeStampedWrite(s)
 	defer func() { w.stampWritten(stamp) }()
 	for attempt := 1; ; attempt++ {

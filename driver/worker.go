@@ -57,6 +57,7 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 	for ctx.Err() == nil {
 		failed := false
 		gotIRQ, gotTick := ready(irq), tick.ready()
+		w.markIRQ(gotIRQ)
 		if (gotTick || w.reset.pending) && !w.periodic() {
 			if !w.bo.wait(ctx) {
 				return
@@ -129,6 +130,7 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 			return
 		}
 		gotIRQ = ready(irq) || gotIRQ
+		w.markIRQ(gotIRQ)
 		gotTick = tick.ready() || gotTick
 		ready(d.kick)
 		if gotTick && !w.periodic() {
@@ -146,6 +148,15 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 				return
 			}
 		}
+	}
+}
+
+// markIRQ marks an interrupt edge the worker has just seen (got) as an
+// event for the bus (Driver.marker): the edge came at the latest now,
+// and the reads that answer it start no earlier in the model.
+func (w *worker) markIRQ(got bool) {
+	if got && w.d.marker != nil {
+		w.d.marker.MarkEvent(time.Now())
 	}
 }
 

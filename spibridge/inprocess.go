@@ -3,6 +3,7 @@ package spibridge
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -46,8 +47,12 @@ type InProcess struct {
 	// became free (the end of the last transfer's modelled occupancy),
 	// how late on the wall clock that transfer's goroutine woke, and the
 	// end of a stuck period injected by a fault (zero: not stuck).
-	lastEnd    time.Time
-	lastLate   time.Duration
+	lastEnd  time.Time
+	lastLate time.Duration
+	// floor is the latest event the host marked (MarkEvent), ns since
+	// epoch (noFloor: none): no transfer starts before it in the model.
+	floor      atomic.Int64
+	epoch      time.Time
 	lastReturn time.Time // wall clock, when that transfer released the bus
 	woke       time.Time // wall clock, when the holder woke from its last sleep
 	stuckUntil time.Time
@@ -113,9 +118,32 @@ func NewInProcess(dev Device, t Timing, log *zap.Logger) *InProcess {
 		log = zap.NewNop()
 	}
 	timed, _ := dev.(TimedDevice)
-	return &InProcess{
+	b := &InProcess{
 		dev: dev, timed: timed, timing: t, log: log.Named("spi"),
-		closed: make(chan struct{}),
+		closed: make(chan struct{}), epoch: time.Now(),
+	}
+	b.floor.Store(noFloor)
+	return b
+}
+
+// noFloor is InProcess.floor before any event is marked.
+const noFloor = math.MinInt64
+
+// Timed implements EventMarker: whether the timing model is on.
+func (b *InProcess) Timed() bool { return b.timing.Throttled() }
+
+// MarkEvent implements EventMarker: transfers from now on start no
+// earlier than at on the bus's emulated timeline (the lateness a
+// previous wake-up repays cannot move them before the event they
+// answer). In virtual time events are marked when they happen and
+// transfers start later anyway, so nothing changes.
+func (b *InProcess) MarkEvent(at time.Time) {
+	ns := int64(at.Sub(b.epoch))
+	for {
+		old := b.floor.Load()
+		if ns <= old || b.floor.CompareAndSwap(old, ns) {
+			return
+		}
 	}
 }
 
@@ -215,7 +243,9 @@ func (b *InProcess) started(fp *SPIFaults, tx, rx []byte, issued, now time.Time,
 	// driver's next step, such as the frame read after its metadata) has
 	// its issue time taken back by how late the previous holder woke, so
 	// it starts when the model says, not when the late wake-up let it;
-	// the time the host really took in between still counts. In virtual
+	// the time the host really took in between still counts; but not to
+	// before the last event the host marked (MarkEvent: an interrupt
+	// edge, a frame to send), which it may be answering. In virtual
 	// time nothing is late and the start is the issue or the previous end.
 	// With the model off the transfer starts now.
 	start := now
@@ -223,6 +253,9 @@ func (b *InProcess) started(fp *SPIFaults, tx, rx []byte, issued, now time.Time,
 		eff := issued
 		if issued.Sub(b.lastReturn) <= chainWindow {
 			eff = issued.Add(-b.lastLate)
+			if f := b.floor.Load(); f != noFloor {
+				eff = later(eff, b.epoch.Add(time.Duration(f)))
+			}
 		}
 		start = later(later(eff, b.lastEnd), now.Add(-b.maxLag()))
 		issued = earlier(issued, start) // in the model it was issued no later than it started

@@ -561,3 +561,45 @@ func TestInterrupt(t *testing.T) {
 		t.Errorf("Timing() = %+v", b.Timing())
 	}
 }
+
+// TestMarkEventFloorsRepayment: a transfer issued right after a late
+// wake-up starts earlier in the model by that lateness (the repayment),
+// but never before an event the host marked, which it may be answering
+// (a frame handed over, an interrupt edge): an echo must not come back
+// sooner than the model allows. The late wake-up is set up by hand, as
+// a real-time run would leave it.
+func TestMarkEventFloorsRepayment(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tm := DefaultTiming()
+		hold := tm.Duration(8)
+		for _, marked := range []bool{false, true} {
+			b := NewInProcess(newFakeDev(), tm, nil)
+			now := time.Now()
+			late := 200 * time.Microsecond
+			b.lastEnd, b.lastReturn, b.lastLate = now.Add(-late), now, late
+			event := now.Add(-50 * time.Microsecond)
+			if marked {
+				b.MarkEvent(event)
+			}
+			var tl Timeline
+			if err := b.TransferTimeline(context.Background(), make([]byte, 8), make([]byte, 8), &tl); err != nil {
+				t.Fatal(err)
+			}
+			want := now.Add(-late) // repaid
+			if marked {
+				want = event
+			}
+			if !tl.Start.Equal(want) || tl.End.Sub(tl.Start) != hold {
+				t.Errorf("marked %v: started %v after the wake-up, held %v; want %v, %v",
+					marked, tl.Start.Sub(now), tl.End.Sub(tl.Start), want.Sub(now), hold)
+			}
+			b.Close()
+		}
+		if MarkerOf(NewTraced(NewInProcess(newFakeDev(), tm, nil), "a", nil)) == nil {
+			t.Error("MarkerOf does not find the bus behind Traced")
+		}
+		if MarkerOf(NewInProcess(newFakeDev(), Timing{}, nil)) != nil {
+			t.Error("MarkerOf returns a bus without a timing model")
+		}
+	})
+}

@@ -30,3 +30,43 @@ type TimelineTransport interface {
 }
 
 var _ TimelineTransport = (*InProcess)(nil)
+
+// EventMarker is implemented by transports with a modelled timeline (the
+// in-process bus). A bus whose wake-ups are late repays the lateness by
+// starting the host's next step earlier in the model than on the wall
+// clock (see InProcess); a transfer that answers an event (an interrupt
+// edge, a frame handed to the driver) must not start before that event,
+// or a frame would leave before it was sent. The host marks such events.
+type EventMarker interface {
+	// Timed reports whether the transport models time at all (with the
+	// timing model off there is nothing to mark).
+	Timed() bool
+	// MarkEvent tells the bus that transfers from now on answer an
+	// event seen at at: none starts before it in the model.
+	MarkEvent(at time.Time)
+}
+
+// Unwrapper is implemented by transports that wrap another (Traced,
+// the driver's counting and field views, test recorders).
+type Unwrapper interface {
+	Unwrap() Transport
+}
+
+// MarkerOf returns the EventMarker behind tr, looking through wrappers
+// (Unwrapper), or nil if there is none or it models no time.
+func MarkerOf(tr Transport) EventMarker {
+	for tr != nil {
+		if m, ok := tr.(EventMarker); ok {
+			if !m.Timed() {
+				return nil
+			}
+			return m
+		}
+		u, ok := tr.(Unwrapper)
+		if !ok {
+			return nil
+		}
+		tr = u.Unwrap()
+	}
+	return nil
+}

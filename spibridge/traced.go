@@ -213,6 +213,9 @@ func NewTraced(tr Transport, node string, rec Recorder, opts ...TraceOption) *Tr
 	return t
 }
 
+// Unwrap implements Unwrapper: the traced transport.
+func (t *Traced) Unwrap() Transport { return t.inner }
+
 // Transfer implements Transport: it forwards to the inner transport,
 // then records the transfer, with its modelled timeline when the inner
 // transport reports one (TimelineTransport).

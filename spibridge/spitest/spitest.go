@@ -38,6 +38,9 @@ func NewRecorder(inner spibridge.Transport) *Recorder {
 	return &Recorder{inner: inner}
 }
 
+// Unwrap implements spibridge.Unwrapper: the recorded transport.
+func (r *Recorder) Unwrap() spibridge.Transport { return r.inner }
+
 // Transfer implements spibridge.Transport: it forwards to the inner
 // transport and records copies of tx and rx (rx as filled by the inner
 // transport) with the returned error.
