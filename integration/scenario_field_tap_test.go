@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -12,10 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"tsnsim/driver"
-	"tsnsim/host/tap"
 	"tsnsim/spibridge"
 	"tsnsim/topology"
 )
@@ -25,38 +21,11 @@ import (
 // shows with the field behaviour, not without it; every frame is
 // accounted for). Root only, like the other TAP tests.
 
-// newFieldTAPPair is newTAPPair with a driver configuration.
+// newFieldTAPPair is newTAPPair with a driver configuration (the field
+// driver's errors are expected, so none is logged).
 func newFieldTAPPair(t *testing.T, dcfg driver.Config) *tapPair {
 	t.Helper()
-	log := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel+1))
-	p := &tapPair{}
-	prefix := fmt.Sprintf("tsnf%04x", rand.Uint32()&0xffff)
-	for i, node := range [2]string{"a", "b"} {
-		p.ifs[i] = prefix + node
-		p.ns[i] = prefix + "-" + node
-		dev, err := tap.New(tap.Config{Name: p.ifs[i], MAC: topology.NodeMAC(i), Addrs: tapAddrs[i], Netns: p.ns[i], Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.devs[i] = dev
-		t.Cleanup(func() {
-			if err := dev.Close(); err != nil {
-				t.Errorf("close %s: %v", dev.Name(), err)
-			}
-		})
-	}
-	p.topo = newTopology(t, topology.Config{SPI: spibridge.DefaultTiming(), Driver: dcfg, Logger: log},
-		[2]func([]byte) bool{p.devs[0].Receive, p.devs[1].Receive})
-	if err := p.topo.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.stop(t) })
-	for i, dev := range p.devs {
-		if err := dev.Attach(p.topo.Nodes[i].Driver); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p
+	return startTAPPair(t, "tsnf", topology.Config{SPI: spibridge.DefaultTiming(), Driver: dcfg}, zap.ErrorLevel+1)
 }
 
 // fieldTAPPing pings both ways at once (ping -c count -i interval -s

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"tsnsim/host/tap"
@@ -68,9 +69,17 @@ type tapPair struct {
 // the TAP devices and attaches them. Everything is removed at cleanup.
 func newTAPPair(t *testing.T, tm spibridge.Timing) *tapPair {
 	t.Helper()
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	return startTAPPair(t, "tsnt", topology.Config{SPI: tm}, zap.WarnLevel)
+}
+
+// startTAPPair is newTAPPair with the configuration spelt out: the
+// prefix of the interface and namespace names, the topology's
+// configuration (its Logger is set here) and the lowest log level shown.
+func startTAPPair(t *testing.T, prefix string, cfg topology.Config, level zapcore.Level) *tapPair {
+	t.Helper()
+	log := zaptest.NewLogger(t, zaptest.Level(level))
 	p := &tapPair{}
-	prefix := fmt.Sprintf("tsnt%04x", rand.Uint32()&0xffff)
+	prefix = fmt.Sprintf("%s%04x", prefix, rand.Uint32()&0xffff)
 	for i, node := range [2]string{"a", "b"} {
 		p.ifs[i] = prefix + node
 		p.ns[i] = prefix + "-" + node
@@ -91,8 +100,8 @@ func newTAPPair(t *testing.T, tm spibridge.Timing) *tapPair {
 			}
 		})
 	}
-	p.topo = newTopology(t, topology.Config{SPI: tm, Logger: log},
-		[2]func([]byte) bool{p.devs[0].Receive, p.devs[1].Receive})
+	cfg.Logger = log
+	p.topo = newTopology(t, cfg, [2]func([]byte) bool{p.devs[0].Receive, p.devs[1].Receive})
 	if err := p.topo.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
