@@ -18,13 +18,15 @@ func traceCommand(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON (durations in integer nanoseconds) instead of tables")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: tsnsim trace FILE [--json]\n\n"+
-			"Summarises an SPI trace file (JSON Lines, one line per SPI transaction): per\n"+
-			"node, transactions and bytes per kind (register read/write, RX metadata, RX\n"+
-			"frame, TX frame, invalid), bus utilisation, percentiles p50/p90/p99/max per\n"+
-			"kind of each transfer's time on the bus (the model's overhead + 8n/f on the\n"+
-			"in-process bus, in real time too; queueing excluded), how late on the wall\n"+
-			"clock the transfers returned (late_ns; real-time timer lateness, kept out of\n"+
-			"the durations), errors by errno and injected faults by kind.\n\n"+
+			"Summarises an SPI trace file (JSON Lines, one line per SPI transaction or PPS\n"+
+			"edge): per node, transactions and bytes per kind (register read/write, RX\n"+
+			"metadata, RX frame, TX frame, invalid), bus utilisation, percentiles\n"+
+			"p50/p90/p99/max per kind of each transfer's time on the bus (the model's\n"+
+			"overhead + 8n/f on the in-process bus, in real time too; queueing excluded),\n"+
+			"how late on the wall clock the transfers returned (late_ns; real-time timer\n"+
+			"lateness, kept out of the durations), errors by errno, injected faults by\n"+
+			"kind, and the chips' PPS edges (how many, the first and last, their mean\n"+
+			"interval).\n\n"+
 			"Flags:\n")
 		fs.PrintDefaults()
 	}
