@@ -57,9 +57,6 @@ type fieldTransport struct {
 	d *Driver
 }
 
-// Unwrap implements spibridge.Unwrapper.
-func (ft *fieldTransport) Unwrap() spibridge.Transport { return ft.Transport }
-
 // Transfer takes the field driver's locks, detects a transfer from
 // atomic context and, while completions are lost, fails the transfer
 // after the Linux timeout.

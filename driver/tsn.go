@@ -154,9 +154,6 @@ type countingTransport struct {
 	xmit   atomic.Uint64
 }
 
-// Unwrap implements spibridge.Unwrapper.
-func (c *countingTransport) Unwrap() spibridge.Transport { return c.Transport }
-
 func (c *countingTransport) Transfer(ctx context.Context, tx, rx []byte) error {
 	if c.marked && ctx.Value(xmitPath{}) != nil {
 		c.xmit.Add(1)

@@ -47,7 +47,7 @@ type EventMarker interface {
 }
 
 // Unwrapper is implemented by transports that wrap another (Traced,
-// the driver's counting and field views, test recorders).
+// spitest.Recorder), so MarkerOf can see the bus behind them.
 type Unwrapper interface {
 	Unwrap() Transport
 }

@@ -185,14 +185,12 @@ func (s *Summariser) addPPS(r Record) {
 		s.pps[r.Node] = p
 	}
 	p.Edges++
-	if t := time.Duration(r.T); t < p.First {
+	t := time.Duration(r.T)
+	if t < p.First {
 		p.First, p.FirstSeq = t, r.Seq
 	}
-	if t := time.Duration(r.T); t >= p.Last {
+	if t >= p.Last {
 		p.Last, p.LastSeq = t, r.Seq
-	}
-	if p.Edges > 1 {
-		p.MeanInterval = (p.Last - p.First) / time.Duration(p.Edges-1)
 	}
 }
 
@@ -213,6 +211,9 @@ func (s *Summariser) Summary() Summary {
 		}
 		if p := s.pps[name]; p != nil {
 			cp := *p
+			if cp.Edges > 1 {
+				cp.MeanInterval = (cp.Last - cp.First) / time.Duration(cp.Edges-1)
+			}
 			n.PPS = &cp
 		}
 		sum.Nodes = append(sum.Nodes, n)
