@@ -59,7 +59,10 @@
 //     the worker polls TSN_RX_FIFO_STATUS every Config.PollInterval with
 //     one register read and drains what it finds (RxPollRecoveries), so
 //     frames behind a lost edge wait at most PollInterval plus the drain
-//     time. A spurious edge costs one empty metadata read.
+//     time. A link that stays quiet is polled less often: each poll that
+//     finds nothing, with no edge, TX or RX since the one before, doubles
+//     the interval up to Config.IdlePollInterval; any traffic brings it
+//     back. A spurious edge costs one empty metadata read.
 //   - A reset chip (reset.go): the worker reads TSN_SYSTEM_CONTROL every
 //     ResetCheckInterval and when counters are found behind its
 //     baseline; TSN_ENABLE found off (two
@@ -102,6 +105,15 @@ const DefaultTxRingSize = 64
 // TSN_RX_FIFO_STATUS for frames whose interrupt edge was lost: one 8-byte
 // register read (about 24 us of bus time at 15 MHz) per 10 ms.
 const DefaultPollInterval = 10 * time.Millisecond
+
+// DefaultIdlePollInterval is the longest the poll interval grows to on a
+// quiet link (it doubles from PollInterval with each empty poll): an idle
+// node then makes about 28 register reads a second (polls, reset checks
+// and drop counters) instead of about 118, and a frame whose edge is lost
+// after a quiet spell waits at most this long. The Linux driver does not
+// poll at all; the poll is the emulated driver's guard against lost
+// edges.
+const DefaultIdlePollInterval = 100 * time.Millisecond
 
 // MaxTxAttempts is how many times the worker writes one TX frame that the
 // chip was found not to have taken after a failed write.
@@ -158,6 +170,10 @@ type Config struct {
 	// to recover frames whose interrupt edge was lost (zero or negative:
 	// DefaultPollInterval; polling cannot be turned off).
 	PollInterval time.Duration
+	// IdlePollInterval is the longest the poll interval grows to while
+	// the link is quiet (zero: DefaultIdlePollInterval; at or below
+	// PollInterval: the interval stays PollInterval).
+	IdlePollInterval time.Duration
 	// XmitClock says whether Transmit reads SYSCOUNT over SPI (chip.md
 	// section 6, scenario 2); default XmitClockNone.
 	XmitClock XmitClock
@@ -246,6 +262,10 @@ func New(tr spibridge.Transport, cfg Config) *Driver {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
+	if cfg.IdlePollInterval == 0 {
+		cfg.IdlePollInterval = DefaultIdlePollInterval
+	}
+	cfg.IdlePollInterval = max(cfg.IdlePollInterval, cfg.PollInterval)
 	if cfg.OpenBudget <= 0 {
 		cfg.OpenBudget = DefaultOpenBudget
 	}

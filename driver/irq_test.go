@@ -22,11 +22,13 @@ func (f *faulty) total() int {
 
 // TestLostEdgesRecoveredByPoll: the interrupt line never delivers an
 // edge. Frames are still drained, each burst within PollInterval plus
-// the drain time of its frames, and counted as poll recoveries.
+// the drain time of its frames, and counted as poll recoveries. (The
+// poll period is kept from growing on the quiet spells between bursts;
+// TestQuietPollGrows covers that.)
 func TestLostEdgesRecoveredByPoll(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const poll = 5 * time.Millisecond
-		r := newRig(t, Config{PollInterval: poll}, true)
+		r := newRig(t, Config{PollInterval: poll, IdlePollInterval: poll}, true)
 		r.open(t)
 		for burst := range 4 {
 			time.Sleep(time.Duration(burst+1) * 1700 * time.Microsecond) // not aligned with the ticker
@@ -50,6 +52,41 @@ func TestLostEdgesRecoveredByPoll(t *testing.T) {
 		}
 		s := r.checkRxSettled(t)
 		if s.RxPollRecoveries != 4 || s.RxPackets != 12 || s.RxErrors != 0 {
+			t.Errorf("stats %+v", rxOnly(s))
+		}
+	})
+}
+
+// TestQuietPollGrows: on a quiet link with no interrupt edges the poll
+// period grows to IdlePollInterval, so a frame behind a lost edge waits
+// at most that long; the traffic it brings returns the period to
+// PollInterval for the next frame.
+func TestQuietPollGrows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Config{}, true)
+		r.open(t)
+		time.Sleep(time.Second + 3700*time.Microsecond) // quiet, not aligned with the ticker
+		// deliver injects frame n-1 and waits, 100 us at a time, until it
+		// is the nth delivered; it returns how long that took.
+		deliver := func(n int, bound time.Duration) time.Duration {
+			t.Helper()
+			start := time.Now()
+			r.inject(uint32(n-1), 100)
+			for len(r.received()) < n {
+				if time.Since(start) > bound {
+					t.Fatalf("frame %d not delivered within %v", n, bound)
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+			return time.Since(start)
+		}
+		took := deliver(1, DefaultIdlePollInterval+time.Millisecond)
+		if took <= DefaultPollInterval+time.Millisecond {
+			t.Errorf("after a quiet second the frame came up in %v: the poll period did not grow", took)
+		}
+		time.Sleep(3 * time.Millisecond)
+		deliver(2, DefaultPollInterval+time.Millisecond)
+		if s := r.checkRxSettled(t); s.RxPollRecoveries != 2 || s.RxPackets != 2 {
 			t.Errorf("stats %+v", rxOnly(s))
 		}
 	})
@@ -103,9 +140,10 @@ func TestSpuriousEdgesCostOneRead(t *testing.T) {
 }
 
 // TestIdlePollCost: an idle worker makes one TSN_RX_FIFO_STATUS_L read
-// per PollInterval, two TSN_SYSTEM_CONTROL reads per ResetCheckInterval
-// and ten reads of the drop counters and FD_TOTAL_RX_FRAME_CNT per
-// ChipStatsInterval, and nothing else.
+// per poll tick, the period doubling from PollInterval to
+// IdlePollInterval, two TSN_SYSTEM_CONTROL reads per ResetCheckInterval
+// (on the first tick after it) and ten reads of the drop counters and
+// FD_TOTAL_RX_FRAME_CNT per ChipStatsInterval, and nothing else.
 func TestIdlePollCost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, Config{}, false)
@@ -118,11 +156,15 @@ func TestIdlePollCost(t *testing.T) {
 			}
 			return pass
 		})
-		time.Sleep(time.Second - 2*time.Millisecond) // 99 ticks after the 1 ms of open
+		time.Sleep(time.Second - 2*time.Millisecond) // to 1 ms before the tick at 1 s
 		synctest.Wait()
-		const want = 99 + 2*4 + 10 // polls, reset checks at 10, 260, 510, 760 ms, drop counters (and RX frame count) at 10 ms
+		// Polls at 10, 30, 70, 150 ms (the period doubling from 10 ms)
+		// and every 100 ms from 250 to 950 ms; reset checks on the
+		// ticks at 10, 350, 650 and 950 ms (250 ms after the last);
+		// drop counters (and RX frame count) at 10 ms.
+		const want = 4 + 8 + 2*4 + 10
 		if got := r.f.total() - before; got != want || status != want {
-			t.Errorf("%d transfers (%d register reads) in 99 poll intervals, want %d", got, status, want)
+			t.Errorf("%d transfers (%d register reads) in the first second, want %d", got, status, want)
 		}
 		if s := r.d.Stats(); s != (Stats{}) {
 			t.Errorf("counters moved: %+v", s)

@@ -15,7 +15,7 @@ func TestPollTickerMatchesTicker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const period = 10 * time.Millisecond
 		start := time.Now()
-		p := newPollTicker(period)
+		p := newPollTicker(period, period)
 		defer p.stop()
 		ref := time.NewTicker(period)
 		defer ref.Stop()

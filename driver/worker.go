@@ -25,6 +25,7 @@ type worker struct {
 	meta, metaMISO, frameMOSI []byte
 	scratch                   []byte // TX MISO buffer
 	polled                    bool   // draining because a poll found frames
+	traffic                   bool   // an edge, TX or RX since the last poll
 	rxTicks                   uint64 // rx_metadata timestamp of the entry being read
 	rxStamped                 bool   // rxTicks belongs to the frame being read
 
@@ -52,7 +53,7 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 	rxPending := true // drain whatever is already queued at open
 	idleChecked := false
 	irq := d.tr.Interrupt()
-	tick := newPollTicker(d.cfg.PollInterval)
+	tick := newPollTicker(d.cfg.PollInterval, d.cfg.IdlePollInterval)
 	defer tick.stop()
 	for ctx.Err() == nil {
 		failed := false
@@ -67,8 +68,9 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		switch {
 		case gotIRQ:
 			rxPending, w.polled = true, false
+			w.sawTraffic(tick)
 		case gotTick && !rxPending:
-			rxPending, failed = w.pollOnce()
+			rxPending, failed = w.pollTick(tick)
 			idleChecked = false
 		}
 		if !failed && !w.tsnRound() {
@@ -105,6 +107,7 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		w.bo.reset()
 		if progress {
 			idleChecked = false
+			w.sawTraffic(tick)
 			continue
 		}
 		if l.dirty && !idleChecked {
@@ -142,9 +145,10 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		switch {
 		case gotIRQ:
 			rxPending, w.polled = true, false
+			w.sawTraffic(tick)
 		case gotTick:
 			idleChecked = false
-			if rxPending, failed = w.pollOnce(); failed && !w.bo.wait(ctx) {
+			if rxPending, failed = w.pollTick(tick); failed && !w.bo.wait(ctx) {
 				return
 			}
 		}
@@ -200,6 +204,25 @@ func finishContext(ctx context.Context, grace time.Duration) (context.Context, f
 	}
 }
 
+// sawTraffic notes an interrupt edge, a TX frame written or an RX frame
+// read: the poll period returns to PollInterval.
+func (w *worker) sawTraffic(tick *pollTicker) {
+	w.traffic = true
+	tick.busy()
+}
+
+// pollTick polls on a tick and reports (frames pending, transfer failed).
+// A poll that finds nothing with no traffic since the one before lets
+// the poll period grow (pollTicker.quiet).
+func (w *worker) pollTick(tick *pollTicker) (bool, bool) {
+	pending, failed := w.pollOnce()
+	if !pending && !failed && !w.traffic {
+		tick.quiet()
+	}
+	w.traffic = false
+	return pending, failed
+}
+
 // pollTicker is the worker's poll ticker with a cheap look: a ticker's
 // channel costs two runtime timer locks to look at, and a clock read
 // costs tens of nanoseconds on some machines, once per round of the
@@ -216,9 +239,14 @@ func finishContext(ctx context.Context, grace time.Duration) (context.Context, f
 // reach next before the timer's function ran at next-lead. In real time
 // a timer that fires more than lead late delays the look (as it would
 // delay the ticker's own delivery to a waiting worker).
+//
+// The period is base while there is traffic and doubles up to longest
+// with each quiet poll (quiet, busy); a change restarts the ticker.
 type pollTicker struct {
 	t      *time.Ticker
 	period time.Duration
+	base   time.Duration // the period with traffic (PollInterval)
+	most   time.Duration // the longest period (IdlePollInterval)
 	lead   time.Duration
 	next   time.Time   // no tick is pending before this
 	phased bool        // next is on the grid of a delivered tick
@@ -226,8 +254,8 @@ type pollTicker struct {
 	raise  *time.Timer // sets near at next-lead
 }
 
-func newPollTicker(period time.Duration) *pollTicker {
-	p := &pollTicker{period: period, lead: min(period/8, pollLead)}
+func newPollTicker(period, most time.Duration) *pollTicker {
+	p := &pollTicker{period: period, base: period, most: max(most, period), lead: min(period/8, pollLead)}
 	p.next = time.Now().Add(period)
 	p.t = time.NewTicker(period)
 	p.raise = time.AfterFunc(period-p.lead, func() { p.near.Store(true) })
@@ -265,6 +293,32 @@ func (p *pollTicker) ready() bool {
 		p.arm()
 	}
 	return false
+}
+
+// quiet notes a poll that found nothing with no traffic since the one
+// before: the period doubles, up to most.
+func (p *pollTicker) quiet() {
+	if p.period < p.most {
+		p.restart(min(2*p.period, p.most))
+	}
+}
+
+// busy notes traffic: the period returns to base. On the frame path it
+// costs one comparison.
+func (p *pollTicker) busy() {
+	if p.period != p.base {
+		p.restart(p.base)
+	}
+}
+
+// restart runs the ticker with period d from now. The clock is read
+// before the ticker is reset, so no tick of the new grid comes before
+// next; the grid's exact phase is learnt from its first tick (took).
+func (p *pollTicker) restart(d time.Duration) {
+	p.period = d
+	p.next, p.phased = time.Now().Add(d), false
+	p.t.Reset(d)
+	p.arm()
 }
 
 // took notes a tick received from p.t.C with the time v it delivered.
