@@ -3,6 +3,7 @@ package socket
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -117,6 +118,14 @@ func (sc *serverConn) checkOwner(op driverOp) error {
 				c.cancel()
 			}
 		}
+		// A connection of the old driver that the server has not read
+		// the identity of yet (its interrupt connection, opened just
+		// before) is closed when it has (identified).
+		for c := range s.conns {
+			if !c.known {
+				c.replacedKeys = append(c.replacedKeys, o.key)
+			}
+		}
 		s.setOwner(&chipOwner{key: key, label: sc.label, since: time.Now()})
 		return nil
 	}
@@ -153,6 +162,13 @@ func (sc *serverConn) identified(m identify) {
 	defer s.mu.Unlock()
 	sc.key.Store(m.id &^ anonKeyBit)
 	sc.takeover = m.takeover
+	sc.known = true
+	if slices.Contains(sc.replacedKeys, sc.key.Load()) {
+		// Its driver was taken over before the server read this: the
+		// connection goes the way of the driver's others.
+		sc.takenOver.Store(true)
+		sc.cancel()
+	}
 	sc.label = fmt.Sprintf("%q", m.label)
 	if p := socketPeer(sc.nc); p != "-" {
 		sc.label += " at " + p

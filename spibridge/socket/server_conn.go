@@ -36,7 +36,12 @@ type serverConn struct {
 	takeover  bool          // the client asked to take the chip over; under srv.mu
 	exempt    atomic.Bool   // spared by the idle limit (see refreshExempt)
 	takenOver atomic.Bool   // closed because another client took the chip over
-	rdl       time.Time     // read deadline set on nc, by the reading role
+	// known is set once the client's identity is read; replacedKeys
+	// are the drivers taken over before that, whose connection this may
+	// be. Both under srv.mu.
+	known        bool
+	replacedKeys []uint64
+	rdl          time.Time // read deadline set on nc, by the reading role
 
 	bound    int32          // in-flight bound of this connection
 	inflight atomic.Int32   // requests read and not yet answered
