@@ -240,14 +240,22 @@ func (w *worker) pollTick(tick *pollTicker) (bool, bool) {
 // a timer that fires more than lead late delays the look (as it would
 // delay the ticker's own delivery to a waiting worker).
 //
-// The period is base while there is traffic and doubles up to longest
-// with each quiet poll (quiet, busy); a change restarts the ticker.
+// The period is base while there is traffic and doubles up to most with
+// each quiet poll (quiet, busy). Ticks stay on the grid of the start
+// plus whole base periods whatever the period: a change resets the
+// ticker to the grid point it wants next, and that tick resets it to
+// the period (realign). So in virtual time the ticks fall where a fixed
+// ticker's would, never on the instants of the traffic that moved them
+// (an edge and a tick at one instant would make a run depend on which
+// goroutine the bubble ran first).
 type pollTicker struct {
-	t      *time.Ticker
-	period time.Duration
-	base   time.Duration // the period with traffic (PollInterval)
-	most   time.Duration // the longest period (IdlePollInterval)
-	lead   time.Duration
+	t       *time.Ticker
+	period  time.Duration
+	base    time.Duration // the period with traffic (PollInterval)
+	most    time.Duration // the longest period (IdlePollInterval)
+	origin  time.Time     // the grid: origin plus whole base periods
+	realign bool          // the ticker runs at a one-off period to the next grid point
+	lead    time.Duration
 	next   time.Time   // no tick is pending before this
 	phased bool        // next is on the grid of a delivered tick
 	near   atomic.Bool // next-lead has come
@@ -256,7 +264,8 @@ type pollTicker struct {
 
 func newPollTicker(period, most time.Duration) *pollTicker {
 	p := &pollTicker{period: period, base: period, most: max(most, period), lead: min(period/8, pollLead)}
-	p.next = time.Now().Add(period)
+	p.origin = time.Now()
+	p.next = p.origin.Add(period)
 	p.t = time.NewTicker(period)
 	p.raise = time.AfterFunc(period-p.lead, func() { p.near.Store(true) })
 	return p
@@ -299,7 +308,7 @@ func (p *pollTicker) ready() bool {
 // before: the period doubles, up to most.
 func (p *pollTicker) quiet() {
 	if p.period < p.most {
-		p.restart(min(2*p.period, p.most))
+		p.restart(min(2*p.period, p.most), min(2*p.period, p.most))
 	}
 }
 
@@ -307,22 +316,36 @@ func (p *pollTicker) quiet() {
 // costs one comparison.
 func (p *pollTicker) busy() {
 	if p.period != p.base {
-		p.restart(p.base)
+		p.restart(p.base, p.base)
 	}
 }
 
-// restart runs the ticker with period d from now. The clock is read
-// before the ticker is reset, so no tick of the new grid comes before
-// next; the grid's exact phase is learnt from its first tick (took).
-func (p *pollTicker) restart(d time.Duration) {
-	p.period = d
-	p.next, p.phased = time.Now().Add(d), false
-	p.t.Reset(d)
+// restart sets the period and has the next tick come on the grid point
+// after at least after from the last grid point: quiet runs on (or just
+// after) a tick, so the next one is a whole new period on; busy runs
+// anywhere, and the next one is the next grid point. The clock is read
+// before the ticker is reset, so no tick comes before next.
+func (p *pollTicker) restart(period, after time.Duration) {
+	now := time.Now()
+	last := now.Add(-now.Sub(p.origin) % p.base)
+	first := last.Add(after).Sub(now)
+	p.period = period
+	p.next, p.phased, p.realign = now.Add(first), false, first != period
+	p.t.Reset(first)
 	p.arm()
 }
 
 // took notes a tick received from p.t.C with the time v it delivered.
 func (p *pollTicker) took(v time.Time) {
+	if p.realign {
+		// The one-off tick to the grid: from here on, the period.
+		now := time.Now()
+		p.realign = false
+		p.next, p.phased = now.Add(p.period), false
+		p.t.Reset(p.period)
+		p.arm()
+		return
+	}
 	p.next, p.phased = v.Add(p.period), true
 	p.arm()
 }
