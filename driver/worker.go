@@ -256,10 +256,10 @@ type pollTicker struct {
 	origin  time.Time     // the grid: origin plus whole base periods
 	realign bool          // the ticker runs at a one-off period to the next grid point
 	lead    time.Duration
-	next   time.Time   // no tick is pending before this
-	phased bool        // next is on the grid of a delivered tick
-	near   atomic.Bool // next-lead has come
-	raise  *time.Timer // sets near at next-lead
+	next    time.Time   // no tick is pending before this
+	phased  bool        // next is on the grid of a delivered tick
+	near    atomic.Bool // next-lead has come
+	raise   *time.Timer // sets near at next-lead
 }
 
 func newPollTicker(period, most time.Duration) *pollTicker {
