@@ -7,11 +7,15 @@
 //
 // Each direction has a goroutine that delivers queued frames at their
 // arrival. A frame a chip sends is carried by the chip's transmitter
-// itself instead (direction.carry) when nothing is queued ahead of it and
-// no fault ever acted on the direction: the transmitter waits out the
-// frame's wire time, which it would wait for the line anyway, and hands
-// it to the far port. That is one goroutine wake-up fewer per frame
-// (15-40 us late each in real time on a VM) and the same emulated times.
+// itself instead (direction.carry) when the frame takes time on the
+// cable, nothing is queued ahead of it and no fault source was ever set:
+// the transmitter waits out the frame's wire time, which it would wait
+// for the line anyway, and hands it to the far port. That is one timer
+// wait and one goroutine wake-up fewer per frame, with the same emulated
+// times. With timing off there is no wait to share, and the direction's
+// goroutine stays a pipeline stage of its own: carrying measured no
+// faster there (BenchmarkOneWay), as the far chip's work would then run
+// on the transmitter's goroutine.
 package cable
 
 import (
@@ -198,27 +202,26 @@ func (d *direction) Send(frame []byte, sof time.Time) {
 }
 
 // carry delivers f on the sender's goroutine, at its arrival, and
-// reports true, if the direction carries (sendsOnLine), no fault source
-// was ever set (faults may delay frames and need run's ordering),
-// nothing is queued ahead of f and it arrives within maxSleep. A frame
-// still waiting when Close begins is counted in LostAtClose, as in run.
+// reports true, if the direction carries (sendsOnLine), frames take time
+// on it (not instant), no fault source was ever set (faults may delay
+// frames and need run's ordering), nothing is queued ahead of f and it
+// arrives within maxSleep. A frame still waiting when Close begins is
+// counted in LostAtClose, as in run.
 func (d *direction) carry(f flight) bool {
-	if !d.carries || d.faulted.Load() || d.queued.Load() != 0 {
+	if !d.carries || d.instant() || d.faulted.Load() || d.queued.Load() != 0 {
 		return false
 	}
 	arrive := f.sof.Add(d.cfg.Propagation)
-	if !d.instant() {
-		wait := time.Until(arrive.Add(d.wireTime(len(f.frame))))
-		if wait > maxSleep {
-			return false
-		}
-		if wait > 0 {
-			d.cfg.Timer.Sleep(wait)
-		}
-		if d.closed.Load() {
-			d.count(func(s *Stats) { s.LostAtClose++ })
-			return true
-		}
+	wait := time.Until(arrive.Add(d.wireTime(len(f.frame))))
+	if wait > maxSleep {
+		return false
+	}
+	if wait > 0 {
+		d.cfg.Timer.Sleep(wait)
+	}
+	if d.closed.Load() {
+		d.count(func(s *Stats) { s.LostAtClose++ })
+		return true
 	}
 	d.dst.ReceivePHY(f.frame, arrive)
 	d.delivered(f)

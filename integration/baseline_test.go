@@ -14,11 +14,7 @@ import (
 // timing:
 //
 //	caller --TX ring + kick--> worker A --host FIFO + kick--> transmitter
-//	  --RX FIFO + IRQ edge--> worker B -> receive
-//
-// (The transmitter puts each frame into B's RX FIFO itself, as a chip's
-// transmitter carries its frames through a cable that has no queue
-// ahead of them and no faults: cable.direction.carry.)
+//	  --buffered channel--> cable --RX FIFO + IRQ edge--> worker B -> receive
 //
 // Copies: the TX write buffer built by Transmit (header, metadata, frame,
 // FCS space), the chip's host FIFO entry, and the buffer of the RX frame
@@ -44,7 +40,10 @@ type basePipe struct {
 	host   queue
 	kickT  chan struct{}
 
-	// transmitter -> worker B: chip B's RX FIFO and interrupt line.
+	// transmitter -> cable.
+	wire chan []byte
+
+	// cable -> worker B: chip B's RX FIFO and interrupt line.
 	rxMu sync.Mutex
 	rx   queue
 	irq  chan struct{}
@@ -62,11 +61,13 @@ func newBasePipe(ringSize int, receive func([]byte) bool) *basePipe {
 		kickA:   make(chan struct{}, 1),
 		wake:    make(chan struct{}, 1),
 		kickT:   make(chan struct{}, 1),
+		wire:    make(chan []byte, 1024), // cable.DefaultQueue
 		irq:     make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 	}
 	p.wg.Go(p.workerA)
 	p.wg.Go(p.transmitter)
+	p.wg.Go(p.cable)
 	p.wg.Go(p.workerB)
 	return p
 }
@@ -159,14 +160,29 @@ func (p *basePipe) transmitter() {
 				return
 			}
 		}
-		// Onto the wire and into chip B's RX FIFO, with an IRQ edge when
-		// it becomes non-empty.
-		p.rxMu.Lock()
-		p.rx.push(f)
-		edge := p.rx.len() == 1
-		p.rxMu.Unlock()
-		if edge {
-			kick(p.irq)
+		select {
+		case p.wire <- f:
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+// cable is the A->B cable direction: wire into chip B's RX FIFO, IRQ edge
+// when it becomes non-empty.
+func (p *basePipe) cable() {
+	for {
+		select {
+		case f := <-p.wire:
+			p.rxMu.Lock()
+			p.rx.push(f)
+			edge := p.rx.len() == 1
+			p.rxMu.Unlock()
+			if edge {
+				kick(p.irq)
+			}
+		case <-p.stop:
+			return
 		}
 	}
 }
