@@ -208,8 +208,8 @@ func TestGoldenRegisterWrite(t *testing.T) {
 			t.Fatalf("Stop: %v", err)
 		}
 		// Stop settles the RX ledger against a stable snapshot, reads
-		// the chip's drop counters (twice, until they agree), then
-		// clears TSN_SYSTEM_CONTROL.
+		// the chip's drop counters (three times, until three passes
+		// agree), then clears TSN_SYSTEM_CONTROL.
 		chipDrops := []wantTx{
 			{"02 30 5C 00 00 00 00 00", zeros(8)},
 			{"02 30 3C 00 00 00 00 00", zeros(8)},
@@ -217,7 +217,7 @@ func TestGoldenRegisterWrite(t *testing.T) {
 			{"02 30 CC 00 00 00 00 00", zeros(8)},
 			{"02 30 1C 00 00 00 00 00", zeros(8)},
 		}
-		stop := append(append(append(append([]wantTx(nil), rxBase...), rxBase...), chipDrops...), chipDrops...)
+		stop := append(append(append(append(append([]wantTx(nil), rxBase...), rxBase...), chipDrops...), chipDrops...), chipDrops...)
 		checkRecords(t, r.rec.Records(), append(stop, wantTx{"01 42 94 00 00 00 00", zeros(7)}))
 		if got := r.chip.Register(0x0290); got != 0 {
 			t.Errorf("TSN_SYSTEM_CONTROL after Stop = %#x, want 0", got)
@@ -432,7 +432,7 @@ func TestFakeRxBadFCS(t *testing.T) {
 		for range 2 { // Stop's RX snapshot: 1 frame accepted, FIFOs empty
 			fake.Push(reg("00 00 00 01"), reg("00 00 00 00"), reg("00 00 00 00"))
 		}
-		for range 2 { // Stop's read of the chip's drop counters (zero) and FD_TOTAL_RX_FRAME_CNT
+		for range 3 { // Stop's read of the chip's drop counters (zero) and FD_TOTAL_RX_FRAME_CNT
 			fake.Push(reg("00 00 00 00"), reg("00 00 00 00"), reg("00 00 00 00"), reg("00 00 00 00"), reg("00 00 00 01"))
 		}
 		fake.Push(make([]byte, 7)) // Stop's register write

@@ -177,14 +177,14 @@ func (d *Driver) writeRetry(ctx context.Context, bo *backoff, off uint16, v uint
 const txSumPasses = 6
 
 // readStable reads the register halves offs in order, pass after pass,
-// until one set of values has been read two times more often than any
-// other (at most passes passes): normally two equal passes in a row. A
-// value corrupted on MISO rarely comes back twice, and values that only
-// grow (counters, FIFO levels while the driver reads nothing) repeat only
-// if they did not change in between. It reports whether the values are
-// stable.
-func (d *Driver) readStable(ctx context.Context, bo *backoff, passes int, offs ...uint16) ([]uint32, bool, error) {
-	var v vote[string]
+// until one set of values has been read agree times and two times more
+// often than any other (at most passes passes): normally agree equal
+// passes in a row. A value corrupted on MISO rarely comes back twice, and
+// values that only grow (counters, FIFO levels while the driver reads
+// nothing) repeat only if they did not change in between. It reports
+// whether the values are stable.
+func (d *Driver) readStable(ctx context.Context, bo *backoff, passes, agree int, offs ...uint16) ([]uint32, bool, error) {
+	v := vote[string]{need: agree}
 	for range passes {
 		cur := make([]uint32, len(offs))
 		for i, off := range offs {
@@ -201,8 +201,12 @@ func (d *Driver) readStable(ctx context.Context, bo *backoff, passes int, offs .
 }
 
 // vote counts how often each value was read; add reports whether the
-// value just added leads every other by two.
-type vote[T comparable] struct{ n map[T]int }
+// value just added leads every other by two and was read need times
+// (at least 2; the zero value needs 2).
+type vote[T comparable] struct {
+	n    map[T]int
+	need int
+}
 
 func (v *vote[T]) add(x T) bool {
 	if v.n == nil {
@@ -214,7 +218,7 @@ func (v *vote[T]) add(x T) bool {
 			return false
 		}
 	}
-	return v.n[x] >= 2
+	return v.n[x] >= max(v.need, 2)
 }
 
 // errUnstable: the chip's counters never read the same twice in a row.
@@ -223,7 +227,7 @@ var errUnstable = errors.New("driver: chip counters do not read back the same tw
 // readTxSum reads FS_TOTAL_RX_FRAME_CNT_L + FS_TOTAL_BACK_PRESSURE_EVENT_CNT_L:
 // every TX write the chip took or refused for space (mod 2^32).
 func (d *Driver) readTxSum(ctx context.Context, bo *backoff) (uint32, error) {
-	v, ok, err := d.readStable(ctx, bo, txSumPasses, regs.FSTotalRxFrameCnt+4, regs.FSTotalBackPressureEventCnt+4)
+	v, ok, err := d.readStable(ctx, bo, txSumPasses, 2, regs.FSTotalRxFrameCnt+4, regs.FSTotalBackPressureEventCnt+4)
 	switch {
 	case err != nil:
 		return 0, err

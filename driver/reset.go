@@ -52,7 +52,7 @@ func (w *worker) chipWasReset() bool {
 	// Two stable reads must both say off: the bit flipped the same way
 	// in two reads of each is far too rare to matter.
 	for range 2 {
-		v, ok, err := w.d.readStable(w.ctx, w.bo, txSumPasses, regs.TSNSystemControl+4)
+		v, ok, err := w.d.readStable(w.ctx, w.bo, txSumPasses, 2, regs.TSNSystemControl+4)
 		if err != nil || !ok || regs.TSNEnable.Get(uint64(v[0])) != 0 {
 			return false
 		}
