@@ -29,9 +29,20 @@ func (s Summary) Write(w io.Writer) error {
 		if n.Timeline {
 			what = "(time on the bus, queueing excluded)"
 		}
-		fmt.Fprintln(tw, "  kind\tcount\tbytes\terrors\tp50\tp90\tp99\tmax\t"+what)
+		// In real time, each kind's wall-clock lateness too: a transfer
+		// as the host saw it took its occupancy plus that much.
+		late := n.Late.Max > 0
+		head := "  kind\tcount\tbytes\terrors\tp50\tp90\tp99\tmax\t"
+		if late {
+			head += "late p50\tlate p99\t"
+		}
+		fmt.Fprintln(tw, head+what)
 		for _, k := range n.Kinds {
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%v\t%v\t%v\t%v\n", k.Space, k.Count, k.Bytes, k.Errors, k.P50, k.P90, k.P99, k.Max)
+			row := fmt.Sprintf("  %s\t%d\t%d\t%d\t%v\t%v\t%v\t%v", k.Space, k.Count, k.Bytes, k.Errors, k.P50, k.P90, k.P99, k.Max)
+			if late {
+				row += fmt.Sprintf("\t%v\t%v", k.LateP50, k.LateP99)
+			}
+			fmt.Fprintln(tw, row)
 		}
 		if len(n.ErrorsByErrno) > 0 {
 			fmt.Fprintf(tw, "  errors by errno: %s\n", counts(n.ErrorsByErrno))

@@ -91,15 +91,22 @@ const LateThreshold = 100 * time.Microsecond
 // timeline (overhead + 8n/f for the in-process bus, in real time too);
 // failed transfers included. For traces without bus starts (transports
 // with no timeline) they are over the whole call, queueing included.
+//
+// LateP50 and LateP99 are the same percentiles of the kind's wall-clock
+// lateness (late_ns, as NodeSummary.Late): a transfer of the kind took
+// its modelled occupancy plus that much as the host saw it. Zero in
+// virtual time and for transports with no timeline.
 type KindSummary struct {
-	Space  spibridge.Space `json:"space"`
-	Count  int             `json:"count"`
-	Bytes  int64           `json:"bytes"` // full transfer lengths
-	Errors int             `json:"errors"`
-	P50    time.Duration   `json:"p50_ns"`
-	P90    time.Duration   `json:"p90_ns"`
-	P99    time.Duration   `json:"p99_ns"`
-	Max    time.Duration   `json:"max_ns"`
+	Space   spibridge.Space `json:"space"`
+	Count   int             `json:"count"`
+	Bytes   int64           `json:"bytes"` // full transfer lengths
+	Errors  int             `json:"errors"`
+	P50     time.Duration   `json:"p50_ns"`
+	P90     time.Duration   `json:"p90_ns"`
+	P99     time.Duration   `json:"p99_ns"`
+	Max     time.Duration   `json:"max_ns"`
+	LateP50 time.Duration   `json:"late_p50_ns"`
+	LateP99 time.Duration   `json:"late_p99_ns"`
 }
 
 // Summariser builds a Summary from records added one at a time, so a
@@ -133,6 +140,7 @@ type kindAcc struct {
 	bytes int64
 	errs  int
 	durs  []int64
+	late  []int64
 }
 
 // NewSummariser returns an empty Summariser.
@@ -167,6 +175,7 @@ func (s *Summariser) Add(r Record) {
 	}
 	k.bytes += int64(r.Len)
 	k.durs = append(k.durs, r.Occupancy())
+	k.late = append(k.late, r.LateNs)
 	if r.Failed() {
 		a.errs++
 		k.errs++
@@ -243,10 +252,12 @@ func (a *nodeAcc) summary(name string) NodeSummary {
 			continue
 		}
 		slices.Sort(k.durs)
+		slices.Sort(k.late)
 		n.Kinds = append(n.Kinds, KindSummary{
 			Space: sp, Count: len(k.durs), Bytes: k.bytes, Errors: k.errs,
 			P50: percentile(k.durs, 50), P90: percentile(k.durs, 90), P99: percentile(k.durs, 99),
-			Max: time.Duration(k.durs[len(k.durs)-1]),
+			Max:     time.Duration(k.durs[len(k.durs)-1]),
+			LateP50: percentile(k.late, 50), LateP99: percentile(k.late, 99),
 		})
 	}
 	if len(a.errnos) > 0 {

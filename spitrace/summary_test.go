@@ -220,6 +220,19 @@ func TestSummaryTimeline(t *testing.T) {
 	if want := "wall clock: transfers returned p50 30µs, p99 150µs, max 150µs after their modelled end; 1 later than 100µs"; !strings.Contains(out.String(), want) {
 		t.Errorf("text report lacks %q:\n%s", want, out.String())
 	}
+	// Each kind's lateness apart: the per-transfer figure of a kind is
+	// its occupancy plus its lateness.
+	if k := n.Kinds[0]; k.LateP50 != 30*time.Microsecond || k.LateP99 != 150*time.Microsecond {
+		t.Errorf("reg_read lateness p50 %v, p99 %v; want 30µs, 150µs", k.LateP50, k.LateP99)
+	}
+	if k := n.Kinds[1]; k.LateP50 != 20*time.Microsecond || k.LateP99 != 20*time.Microsecond {
+		t.Errorf("rx_meta lateness p50 %v, p99 %v; want 20µs", k.LateP50, k.LateP99)
+	}
+	for _, want := range []string{"late p50", "late p99"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("text report lacks the column %q:\n%s", want, out.String())
+		}
+	}
 	// The fields survive the file: write, read back, same summary.
 	var buf bytes.Buffer
 	for _, r := range recs {
