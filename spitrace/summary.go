@@ -111,8 +111,9 @@ type KindSummary struct {
 
 // Summariser builds a Summary from records added one at a time, so a
 // trace is summarised as it is read. Memory: per node it keeps each
-// transfer's start and duration, and its duration again per kind (24
-// bytes a transfer), for the busy time and the percentiles; the records
+// transfer's start, duration and lateness, and its duration and lateness
+// again per kind (40 bytes a transfer), for the busy time and the
+// percentiles; the records
 // themselves are not kept. That is fine for traces of millions of
 // transfers; it is not constant.
 type Summariser struct {
