@@ -308,7 +308,7 @@ func (p *pollTicker) ready() bool {
 // before: the period doubles, up to most.
 func (p *pollTicker) quiet() {
 	if p.period < p.most {
-		p.restart(min(2*p.period, p.most), min(2*p.period, p.most))
+		p.restart(min(2*p.period, p.most))
 	}
 }
 
@@ -316,19 +316,19 @@ func (p *pollTicker) quiet() {
 // costs one comparison.
 func (p *pollTicker) busy() {
 	if p.period != p.base {
-		p.restart(p.base, p.base)
+		p.restart(p.base)
 	}
 }
 
-// restart sets the period and has the next tick come on the grid point
-// after at least after from the last grid point: quiet runs on (or just
-// after) a tick, so the next one is a whole new period on; busy runs
+// restart sets the period and has the next tick come one new period
+// after the last grid point: quiet runs on (or just after) a tick, so
+// the next one is a whole new period on; busy (period base) runs
 // anywhere, and the next one is the next grid point. The clock is read
 // before the ticker is reset, so no tick comes before next.
-func (p *pollTicker) restart(period, after time.Duration) {
+func (p *pollTicker) restart(period time.Duration) {
 	now := time.Now()
 	last := now.Add(-now.Sub(p.origin) % p.base)
-	first := last.Add(after).Sub(now)
+	first := last.Add(period).Sub(now)
 	p.period = period
 	p.next, p.phased, p.realign = now.Add(first), false, first != period
 	p.t.Reset(first)
