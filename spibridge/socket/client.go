@@ -26,6 +26,7 @@ const (
 	DefaultClientBackoffMax  = time.Second
 	DefaultClientGrace       = time.Second
 	DefaultClientMaxInFlight = 16
+	DefaultClientFullWait    = 2 * time.Second
 )
 
 // ClientConfig sets up a Client. Zero fields take the defaults
@@ -60,6 +61,13 @@ type ClientConfig struct {
 	// refusals other clients get (at most MaxLabel bytes); empty means
 	// "pid N (PROGRAM)".
 	Label string
+	// FullWait is how long the first connection keeps trying, with
+	// backoff, a server that refuses it because its pool of connections
+	// is full ("too many connections"): a slot frees as soon as the
+	// server reaps a connection that just ended, e.g. of a driver that
+	// was refused and exited a moment ago. Zero: DefaultClientFullWait;
+	// negative: no retry. Other refusals fail at once.
+	FullWait time.Duration
 }
 
 func (c *ClientConfig) setDefaults() {
@@ -81,6 +89,9 @@ func (c *ClientConfig) setDefaults() {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultClientMaxInFlight
+	}
+	if c.FullWait == 0 {
+		c.FullWait = DefaultClientFullWait
 	}
 	if c.Label == "" {
 		c.Label = fmt.Sprintf("pid %d (%s)", os.Getpid(), filepath.Base(os.Args[0]))
@@ -166,7 +177,7 @@ func newSocketClient(ctx context.Context, dial func(ctx context.Context) (net.Co
 	c.stats.Errors = map[syscall.Errno]uint64{}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	cctx, stop := mergeCancel(ctx, c.ctx)
-	cc, err := c.connect(cctx)
+	cc, err := c.connectWaiting(cctx)
 	stop()
 	if err != nil {
 		c.cancel()
@@ -176,6 +187,29 @@ func newSocketClient(ctx context.Context, dial func(ctx context.Context) (net.Co
 	cc.startReading()
 	go c.reconnectLoop()
 	return c, nil
+}
+
+// connectWaiting is connect, tried again with backoff for up to
+// cfg.FullWait while the server refuses the connection because its pool
+// is full (errServerFull).
+func (c *Client) connectWaiting(ctx context.Context) (*clientConn, error) {
+	end := time.Now().Add(c.cfg.FullWait)
+	wait := c.cfg.BackoffMin
+	for {
+		cc, err := c.connect(ctx)
+		if err == nil || !errors.Is(err, errServerFull) || time.Now().Add(wait).After(end) {
+			return cc, err
+		}
+		c.log.Debug("server full, trying again", zap.Duration("in", wait), zap.Error(err))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+		wait = min(2*wait, c.cfg.BackoffMax)
+	}
 }
 
 // mergeCancel returns a context cancelled when either a or b is.

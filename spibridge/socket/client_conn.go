@@ -217,8 +217,12 @@ func handshake(ctx context.Context, nc net.Conn, flags uint16) (*bufio.Reader, s
 		return nil, serverHello{}, helloErr(err)
 	}
 	if typ == msgError {
-		return nil, serverHello{}, fmt.Errorf("spibridge: socket: server refused the connection: %s: %s: %w",
+		err := fmt.Errorf("spibridge: socket: server refused the connection: %s: %s: %w",
 			closeReason(body[0]), body[1:n], syscall.ECONNREFUSED)
+		if closeReason(body[0]) == reasonTooManyConns {
+			err = serverFullError{err}
+		}
+		return nil, serverHello{}, err
 	}
 	w, err := parseWelcome(body[:n])
 	if err != nil {
@@ -229,6 +233,17 @@ func handshake(ctx context.Context, nc net.Conn, flags uint16) (*bufio.Reader, s
 	}
 	return br, w, nil
 }
+
+// errServerFull is matched (errors.Is) by a refusal because the
+// server's pool of connections was full: transient, unlike the others.
+var errServerFull = errors.New("spibridge: socket: server full")
+
+// serverFullError is such a refusal: its text is the server's, and it
+// wraps ECONNREFUSED as every refusal does.
+type serverFullError struct{ error }
+
+func (e serverFullError) Unwrap() error { return e.error }
+func (serverFullError) Is(t error) bool { return t == errServerFull }
 
 // helloErr wraps an error met while waiting for the server's hello.
 func helloErr(err error) error {

@@ -516,13 +516,15 @@ func TestSocketMaxConns(t *testing.T) {
 			defer tl.Close()
 			tools = append(tools, tl)
 		}
-		if _, err := NewClient(pipeDialer(srv, nil), ClientConfig{NoInterrupts: true}); !errors.Is(err, syscall.ECONNREFUSED) ||
+		// FullWait -1: the refusals themselves are under test, not the
+		// retry (TestFullPoolWaited).
+		if _, err := NewClient(pipeDialer(srv, nil), ClientConfig{NoInterrupts: true, FullWait: -1}); !errors.Is(err, syscall.ECONNREFUSED) ||
 			!strings.Contains(err.Error(), "register-only") {
 			t.Errorf("third register tool: %v, want ECONNREFUSED", err)
 		}
 		cl := newPipeClient(t, srv, ClientConfig{}) // requests and interrupts: both driver slots
 		defer cl.Close()
-		_, err := NewClient(pipeDialer(srv, nil), ClientConfig{})
+		_, err := NewClient(pipeDialer(srv, nil), ClientConfig{FullWait: -1})
 		if !errors.Is(err, syscall.ECONNREFUSED) || !strings.Contains(err.Error(), "driver connections") {
 			t.Errorf("second driver: %v, want ECONNREFUSED", err)
 		}
@@ -536,6 +538,41 @@ func TestSocketMaxConns(t *testing.T) {
 		}
 		if st := srv.Stats(); st.Refused != 2 || st.Accepted != 4 {
 			t.Errorf("server stats %+v", st)
+		}
+	})
+}
+
+// TestFullPoolWaited: a driver refused because the server's driver pool
+// is full keeps trying for FullWait, and gets in when a slot frees (a
+// driver that was refused and exits a moment earlier); with the pool
+// full for longer than FullWait the refusal stands.
+func TestFullPoolWaited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bus := spibridge.NewInProcess(newFakeDev(), spibridge.DefaultTiming(), nil)
+		defer bus.Close()
+		srv := NewServer(bus, ServerConfig{MaxDriverConns: 2})
+		defer srv.Close()
+		first := newPipeClient(t, srv, ClientConfig{}) // both driver slots
+		start := time.Now()
+		time.AfterFunc(300*time.Millisecond, func() { first.Close() })
+		second, err := NewClient(pipeDialer(srv, nil), ClientConfig{})
+		if err != nil {
+			t.Fatalf("driver after a slot freed: %v", err)
+		}
+		defer second.Close()
+		if took := time.Since(start); took < 300*time.Millisecond || took > 700*time.Millisecond {
+			t.Errorf("got in after %v, want soon after the slot freed at 300ms", took)
+		}
+		if err := second.Transfer(context.Background(), proto.RegRead(0), make([]byte, 8)); err != nil {
+			t.Errorf("transfer: %v", err)
+		}
+		start = time.Now()
+		_, err = NewClient(pipeDialer(srv, nil), ClientConfig{FullWait: time.Second})
+		if !errors.Is(err, syscall.ECONNREFUSED) || !errors.Is(err, errServerFull) || !strings.Contains(err.Error(), "driver connections") {
+			t.Errorf("driver with the pool full throughout: %v, want ECONNREFUSED", err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("gave up after %v, want within FullWait (1s)", took)
 		}
 	})
 }
