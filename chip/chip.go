@@ -174,6 +174,11 @@ type Chip struct {
 	stop    chan struct{}
 	done    chan struct{}
 	started bool
+
+	// timeEdges is set by TimeEdges: each falling edge's time is kept
+	// in edgeAt (under mu), for LastEdge.
+	timeEdges atomic.Bool
+	edgeAt    time.Time
 }
 
 // New returns a chip at its reset state. It does not transmit until
@@ -329,7 +334,29 @@ func (c *Chip) IRQAsserted() bool {
 	return c.rxMeta.Len() > 0
 }
 
-func (c *Chip) raiseIRQ() {
+// TimeEdges makes the chip keep the time of each falling edge of its
+// interrupt line, for LastEdge. A bus with a timing model turns it on
+// (spibridge.EdgeTimer); without it an edge costs no clock read.
+func (c *Chip) TimeEdges() { c.timeEdges.Store(true) }
+
+// LastEdge returns when the chip last raised its interrupt line (a
+// falling edge) in the model, zero if it has not since TimeEdges. An
+// edge comes when a frame is in the RX FIFO: at the end of the frame on
+// the line, its start of frame plus its time at the chip's link speed
+// (the cable's too, unless set apart). In a real-time run the chip may
+// see the frame later than that, when a wake-up on its way was late.
+func (c *Chip) LastEdge() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.edgeAt
+}
+
+// raiseIRQ signals a falling edge, raised in the model at at. Called
+// with c.mu held.
+func (c *Chip) raiseIRQ(at time.Time) {
+	if c.timeEdges.Load() {
+		c.edgeAt = at
+	}
 	select {
 	case c.irq <- struct{}{}:
 	default:

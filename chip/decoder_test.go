@@ -434,3 +434,31 @@ func TestTxWriteParserRegisters(t *testing.T) {
 		t.Errorf("host FIFO %d frames, want 2", st.HostFIFO.Len)
 	}
 }
+
+// TestLastEdge: with TimeEdges, the chip keeps when its interrupt line
+// fell in the model: the end of the frame that made the RX FIFO
+// non-empty, its start of frame plus its time at the link speed; frames
+// received while the line is down raise no edge and leave it. Without
+// TimeEdges it keeps nothing.
+func TestLastEdge(t *testing.T) {
+	c := chip.New(chip.Config{LinkBitsPerSec: 100_000_000})
+	sof := time.Now()
+	c.ReceivePHY(rxWire(64, 1), sof)
+	if got := c.LastEdge(); !got.IsZero() {
+		t.Errorf("LastEdge without TimeEdges = %v, want zero", got)
+	}
+	<-c.IRQ()
+	transact(t, c, proto.RxMetaRead())
+	transact(t, c, proto.RxFrameRead(64))
+
+	c.TimeEdges()
+	c.ReceivePHY(rxWire(100, 2), sof)
+	want := sof.Add(100 * 8 * 10 * time.Nanosecond) // 100 bytes at 100 Mbit/s
+	if got := c.LastEdge(); !got.Equal(want) {
+		t.Errorf("LastEdge = sof + %v, want sof + %v", got.Sub(sof), want.Sub(sof))
+	}
+	c.ReceivePHY(rxWire(64, 3), sof.Add(time.Millisecond)) // line already down: no edge
+	if got := c.LastEdge(); !got.Equal(want) {
+		t.Errorf("LastEdge after a frame with the line down = sof + %v, want sof + %v", got.Sub(sof), want.Sub(sof))
+	}
+}

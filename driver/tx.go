@@ -95,7 +95,7 @@ func (w *worker) sendTx(s txSlot) {
 		w.scratch = make([]byte, len(s.mosi), proto.TxWriteHeader+proto.MaxWireLen)
 	}
 	if d.marker != nil {
-		d.marker.MarkEvent(s.offered) // the frame cannot leave before it was handed over
+		w.markEvent(s.offered) // the frame cannot leave before it was handed over
 	}
 	stamp := w.beforeStampedWrite(s)
 	defer func() { w.stampWritten(stamp) }()

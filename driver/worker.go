@@ -31,6 +31,9 @@ type worker struct {
 
 	reset         resetState
 	lastChipStats time.Time
+	// woke is when the worker last woke from waiting for work, until
+	// the event it woke for is marked (wokeFor); zero without a marker.
+	woke time.Time
 }
 
 // worker is the SPI thread. Each round it writes one queued TX frame,
@@ -121,6 +124,7 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		// poll tick arrive at the same instant the worker does the same
 		// thing whichever select picked, so a run is repeatable.
 		gotIRQ, gotTick = false, false
+		w.woke = time.Time{} // a wake-up's credit is for the round right after it
 		select {
 		case <-irq:
 			gotIRQ = true
@@ -131,6 +135,9 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		case <-w.tsnWake():
 		case <-ctx.Done():
 			return
+		}
+		if d.marker != nil {
+			w.woke = time.Now()
 		}
 		gotIRQ = ready(irq) || gotIRQ
 		w.markIRQ(gotIRQ)
@@ -160,8 +167,26 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 // and the reads that answer it start no earlier in the model.
 func (w *worker) markIRQ(got bool) {
 	if got && w.d.marker != nil {
-		w.d.marker.MarkEvent(time.Now())
+		now := time.Now()
+		edge := w.d.marker.LastEdge()
+		if edge.IsZero() || edge.After(now) {
+			edge = now
+		}
+		w.markEvent(edge)
 	}
+}
+
+// markEvent marks an event the worker answers for the bus: if the
+// worker was idle and woke for it, a wake-up the bus may take back from
+// the first transfer that answers it (EventMarker.Woke), as in virtual
+// time, where the worker wakes at the event. Only with a marker.
+func (w *worker) markEvent(at time.Time) {
+	if w.woke.IsZero() {
+		w.d.marker.MarkEvent(at)
+		return
+	}
+	w.d.marker.Woke(at, w.woke)
+	w.woke = time.Time{}
 }
 
 // periodic runs the worker's low-rate work on a poll tick: the check for

@@ -57,6 +57,13 @@ type InProcess struct {
 	woke       time.Time // wall clock, when the holder woke from its last sleep
 	stuckUntil time.Time
 
+	// edges is dev, when it times its interrupt edges (EdgeTimer) and the
+	// model is on; wake is the credit of the host's last late wake-up
+	// (Woke), until a transfer takes it.
+	edges  EdgeTimer
+	wakeMu sync.Mutex
+	wake   wakeCredit
+
 	faults    atomic.Pointer[SPIFaults] // nil: no SPI faults
 	irqFaults atomic.Pointer[IRQFaults] // nil: edges pass unchanged
 
@@ -123,7 +130,45 @@ func NewInProcess(dev Device, t Timing, log *zap.Logger) *InProcess {
 		closed: make(chan struct{}), epoch: time.Now(),
 	}
 	b.floor.Store(noFloor)
+	if et, ok := dev.(EdgeTimer); ok && t.Throttled() {
+		et.TimeEdges()
+		b.edges = et
+	}
 	return b
+}
+
+// wakeCredit is a late wake-up of the host (Woke): it woke at woke for an
+// event at event.
+type wakeCredit struct {
+	event, woke time.Time
+}
+
+// Woke implements EventMarker.
+func (b *InProcess) Woke(event, woke time.Time) {
+	b.MarkEvent(event)
+	b.wakeMu.Lock()
+	b.wake = wakeCredit{event: event, woke: woke}
+	b.wakeMu.Unlock()
+}
+
+// takeWake returns the credit Woke left, if any, and clears it: only the
+// first transfer after a wake-up can use it.
+func (b *InProcess) takeWake() wakeCredit {
+	b.wakeMu.Lock()
+	w := b.wake
+	b.wake = wakeCredit{}
+	b.wakeMu.Unlock()
+	return w
+}
+
+// LastEdge implements EventMarker: the device's last edge, unless edges
+// pass through an injected IRQ fault (which may delay, drop or invent
+// them) or the device does not time them.
+func (b *InProcess) LastEdge() time.Time {
+	if b.edges == nil || b.irqFaults.Load() != nil {
+		return time.Time{}
+	}
+	return b.edges.LastEdge()
 }
 
 // noFloor is InProcess.floor before any event is marked.
@@ -243,16 +288,30 @@ func (b *InProcess) started(fp *SPIFaults, tx, rx []byte, issued, now time.Time,
 	// driver's next step, such as the frame read after its metadata) has
 	// its issue time taken back by how late the previous holder woke, so
 	// it starts when the model says, not when the late wake-up let it;
-	// the time the host really took in between still counts; but not to
-	// before the last event the host marked (MarkEvent: an interrupt
-	// edge, a frame to send), which it may be answering. In virtual
-	// time nothing is late and the start is the issue or the previous end.
-	// With the model off the transfer starts now.
+	// the time the host really took in between still counts. Likewise the
+	// host's first transfer right after it woke, idle, for an event
+	// (Woke: within chainWindow of the wake-up) has its issue time taken
+	// back by how late the wake-up was: in the model the host wakes at
+	// the event. Neither goes to before the last event the host marked
+	// (MarkEvent: an interrupt edge, a frame to send), which it may be
+	// answering. In virtual time nothing is late and the start is the
+	// issue or the previous end. With the model off the transfer starts
+	// now.
 	start := now
 	if throttled {
 		eff := issued
-		if issued.Sub(b.lastReturn) <= chainWindow {
-			eff = issued.Add(-b.lastLate)
+		w := b.takeWake()
+		var back time.Duration // how far the issue time is taken back
+		switch {
+		case issued.Sub(b.lastReturn) <= chainWindow:
+			back = b.lastLate
+		case !w.woke.IsZero() && w.woke.After(b.lastReturn) && issued.Sub(w.woke) <= chainWindow:
+			// The host's first step after a late wake-up: in the model
+			// it woke at the event.
+			back = max(w.woke.Sub(w.event), 0)
+		}
+		if back > 0 {
+			eff = issued.Add(-back)
 			if f := b.floor.Load(); f != noFloor {
 				eff = later(eff, b.epoch.Add(time.Duration(f)))
 			}

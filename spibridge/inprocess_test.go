@@ -562,6 +562,66 @@ func TestInterrupt(t *testing.T) {
 	}
 }
 
+// TestWokeTakesBackTheWakeUp: the host's first transfer after a late
+// wake-up (Woke) starts at the event it woke for plus the host's own
+// time since waking, as if it had woken at the event: not before a later
+// marked event, no further back than the lag bound, only for a transfer
+// issued within chainWindow of the wake-up, and only once. The late
+// wake-up is set up by hand, as a real-time run would leave it.
+func TestWokeTakesBackTheWakeUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tm := DefaultTiming()
+		tm.Timer = nil
+		const late = 60 * time.Microsecond
+		cases := []struct {
+			name  string
+			setup func(b *InProcess, now time.Time)
+			back  time.Duration // how much earlier than now the transfer starts
+		}{
+			{"none", func(*InProcess, time.Time) {}, 0},
+			{"woke late", func(b *InProcess, now time.Time) { b.Woke(now.Add(-late), now) }, late},
+			{"issued 5µs after waking", func(b *InProcess, now time.Time) {
+				b.Woke(now.Add(-late-5*time.Microsecond), now.Add(-5*time.Microsecond))
+			}, late},
+			{"issued after chainWindow", func(b *InProcess, now time.Time) {
+				b.Woke(now.Add(-late-chainWindow-time.Microsecond), now.Add(-chainWindow-time.Microsecond))
+			}, 0},
+			{"later event marked", func(b *InProcess, now time.Time) {
+				b.Woke(now.Add(-late), now)
+				b.MarkEvent(now.Add(-10 * time.Microsecond))
+			}, 10 * time.Microsecond},
+			{"beyond the lag bound", func(b *InProcess, now time.Time) { b.Woke(now.Add(-time.Hour), now) }, maxLag},
+			{"woke early", func(b *InProcess, now time.Time) { b.Woke(now.Add(late), now) }, 0},
+		}
+		for _, c := range cases {
+			b := NewInProcess(newFakeDev(), tm, nil)
+			now := time.Now()
+			c.setup(b, now)
+			var tl Timeline
+			if err := b.TransferTimeline(context.Background(), make([]byte, 8), make([]byte, 8), &tl); err != nil {
+				t.Fatal(err)
+			}
+			if got := now.Sub(tl.Start); got != c.back {
+				t.Errorf("%s: started %v before the transfer was issued, want %v", c.name, got, c.back)
+			}
+			if c.back > 0 && !tl.Queued.Equal(tl.Start) {
+				t.Errorf("%s: queued at %v, started at %v: a transfer taken back was issued when it started", c.name, tl.Queued.Sub(now), tl.Start.Sub(now))
+			}
+			// The credit is spent: the next transfer, issued a while
+			// after, starts when issued.
+			time.Sleep(time.Millisecond)
+			next := time.Now()
+			if err := b.TransferTimeline(context.Background(), make([]byte, 8), make([]byte, 8), &tl); err != nil {
+				t.Fatal(err)
+			}
+			if !tl.Start.Equal(next) {
+				t.Errorf("%s: the next transfer started %v after it was issued, want at once", c.name, tl.Start.Sub(next))
+			}
+			b.Close()
+		}
+	})
+}
+
 // TestMarkEventFloorsRepayment: a transfer issued right after a late
 // wake-up starts earlier in the model by that lateness (the repayment),
 // but never before an event the host marked, which it may be answering

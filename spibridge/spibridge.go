@@ -60,6 +60,15 @@ type TimedDevice interface {
 	TransactAt(mosi, miso []byte, at time.Time) error
 }
 
+// EdgeTimer is a Device that can tell when it last raised its interrupt
+// line (the chip can): a bus with a timing model turns the timing on
+// (TimeEdges), so a host that woke late for an edge can answer it as if
+// it had woken at the edge (EventMarker.Woke).
+type EdgeTimer interface {
+	TimeEdges()
+	LastEdge() time.Time
+}
+
 // Defaults of the cycle-approximate SPI model (chip.md section 5).
 const (
 	DefaultClockHz  = 15_000_000

@@ -44,6 +44,17 @@ type EventMarker interface {
 	// MarkEvent tells the bus that transfers from now on answer an
 	// event seen at at: none starts before it in the model.
 	MarkEvent(at time.Time)
+	// Woke tells the bus that the host was idle, waiting, and woke at
+	// woke for an event at event (MarkEvent(event) included). In the
+	// model the host wakes at the event, as in virtual time: the first
+	// transfer it issues right after waking (within chainWindow) has its
+	// issue time taken back by how late the wake-up was, within the lag
+	// bound. The host's own work after waking still counts.
+	Woke(event, woke time.Time)
+	// LastEdge returns when the chip last raised its interrupt line, as
+	// the host would read it off the edge; zero if unknown (no
+	// EdgeTimer, or edges passing through an injected IRQ fault).
+	LastEdge() time.Time
 }
 
 // Unwrapper is implemented by transports that wrap another (Traced,
