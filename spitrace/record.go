@@ -24,7 +24,9 @@
 // nanoseconds of emulated time since the writer's epoch, from the bus's
 // modelled timeline: in real time too, dur-(start-t) is the model's
 // overhead + 8n/f. late_ns is how much later, on the wall clock, the call
-// returned (timer lateness and scheduling; absent in virtual time).
+// returned than t+dur: how far the run was behind the model there (timer
+// lateness, scheduling, and host wake-ups the bus could not take back
+// from the transfer's start; absent in virtual time).
 // Transports without a timeline (socket, spidev) write no start and the
 // call's duration as dur. space and dir are decoded from the MOSI header
 // (spibridge.DecodeHeader), addr is its 16-bit address, reg the register

@@ -38,8 +38,9 @@ type NodeSummary struct {
 	// included: above Busy when transfers waited for the bus.
 	InTransfer time.Duration `json:"in_transfer_ns"`
 	// Late summarises how long after their modelled end the transfers
-	// returned on the wall clock (late_ns): real-time timer lateness and
-	// scheduling, kept out of the durations. Zero in virtual time.
+	// returned on the wall clock (late_ns): how far a real-time run was
+	// behind the model there, kept out of the durations. Zero in virtual
+	// time.
 	Late LateSummary `json:"late"`
 	// Timeline reports whether the node's records carry the bus's
 	// modelled timeline (start): then Kinds are time on the bus,
@@ -93,9 +94,9 @@ const LateThreshold = 100 * time.Microsecond
 // with no timeline) they are over the whole call, queueing included.
 //
 // LateP50 and LateP99 are the same percentiles of the kind's wall-clock
-// lateness (late_ns, as NodeSummary.Late): a transfer of the kind took
-// its modelled occupancy plus that much as the host saw it. Zero in
-// virtual time and for transports with no timeline.
+// lateness (late_ns, as NodeSummary.Late): how far behind its modelled
+// end a transfer of the kind returned. Zero in virtual time and for
+// transports with no timeline.
 type KindSummary struct {
 	Space   spibridge.Space `json:"space"`
 	Count   int             `json:"count"`

@@ -23,9 +23,10 @@ func traceCommand(args []string, stdout, stderr io.Writer) int {
 			"metadata, RX frame, TX frame, invalid), bus utilisation, percentiles\n"+
 			"p50/p90/p99/max per kind of each transfer's time on the bus (the model's\n"+
 			"overhead + 8n/f on the in-process bus, in real time too; queueing excluded),\n"+
-			"how late on the wall clock the transfers returned (late_ns; real-time timer\n"+
-			"lateness, kept out of the durations), overall and as p50/p99 per kind (a\n"+
-			"transfer as the host saw it took its time on the bus plus that), errors by\n"+
+			"how late on the wall clock the transfers returned after their modelled end\n"+
+			"(late_ns: how far a real-time run was behind the model there, from timer\n"+
+			"lateness and wake-ups the bus could not take back; kept out of the\n"+
+			"durations), overall and as p50/p99 per kind, errors by\n"+
 			"errno, injected faults by kind, and the chips' PPS edges (how many, the\n"+
 			"first and last, their mean interval).\n\n"+
 			"Flags:\n")
