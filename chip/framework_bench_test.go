@@ -34,7 +34,7 @@ func BenchmarkFrameWork(b *testing.B) {
 			for _, x := range []*Chip{a, c} {
 				x.regs.Set(regs.TSNSystemControl, regs.TSNEnable.Put(0, 1))
 			}
-			frame := make([]byte, size-proto.FCSLen)
+			frame := make([]byte, size) // as BenchmarkOneWayPaired: size bytes before the FCS
 			mosi := make([]byte, 0, proto.TxWriteHeader+proto.MaxWireLen)
 			txMISO := make([]byte, cap(mosi))
 			meta, metaMISO := proto.RxMetaRead(), make([]byte, proto.RxMetaReadLen)
@@ -42,7 +42,7 @@ func BenchmarkFrameWork(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			for b.Loop() {
-				w, err := proto.AppendTxFrameWrite(mosi[:0], proto.SendNow(size, 0), frame)
+				w, err := proto.AppendTxFrameWrite(mosi[:0], proto.SendNow(size+proto.FCSLen, 0), frame)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -68,7 +68,7 @@ func BenchmarkFrameWork(b *testing.B) {
 				if err := c.Transact(frameMOSI[:len(miso)], miso); err != nil {
 					b.Fatal(err)
 				}
-				if n != size || !proto.FCSValid(miso[proto.ReadDataStart:]) {
+				if n != size+proto.FCSLen || !proto.FCSValid(miso[proto.ReadDataStart:]) {
 					b.Fatalf("chip B gave a frame of %d bytes, FCS valid %v", n, proto.FCSValid(miso[proto.ReadDataStart:]))
 				}
 			}
