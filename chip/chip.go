@@ -176,9 +176,11 @@ type Chip struct {
 	started bool
 
 	// timeEdges is set by TimeEdges: each falling edge's time is kept
-	// in edgeAt (under mu), for LastEdge.
+	// in edgeAt, in ns since edgeBase (New's time.Now; 0: none yet), so
+	// LastEdge reads it without the chip's lock.
 	timeEdges atomic.Bool
-	edgeAt    time.Time
+	edgeAt    atomic.Int64
+	edgeBase  time.Time
 }
 
 // New returns a chip at its reset state. It does not transmit until
@@ -186,16 +188,17 @@ type Chip struct {
 func New(cfg Config) *Chip {
 	cfg.setDefaults()
 	c := &Chip{
-		cfg:     cfg,
-		clock:   clock.New(cfg.Epoch, cfg.TickPeriod, cfg.DriftPPM),
-		log:     cfg.Logger.Named("chip").With(zap.String("node", cfg.Name)),
-		irq:     make(chan struct{}, 1),
-		pps:     make(chan PPSEdge, ppsBuffer),
-		ppsKick: make(chan struct{}, 1),
-		ppsDone: make(chan struct{}),
-		kick:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		cfg:      cfg,
+		clock:    clock.New(cfg.Epoch, cfg.TickPeriod, cfg.DriftPPM),
+		log:      cfg.Logger.Named("chip").With(zap.String("node", cfg.Name)),
+		irq:      make(chan struct{}, 1),
+		pps:      make(chan PPSEdge, ppsBuffer),
+		ppsKick:  make(chan struct{}, 1),
+		ppsDone:  make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		edgeBase: time.Now(),
 	}
 	c.host = fifo.New[txEntry](cfg.HostFIFOFrames, nil)
 	c.rxFrames = fifo.New(cfg.RxFrameFIFOWords, frameWords)
@@ -346,16 +349,18 @@ func (c *Chip) TimeEdges() { c.timeEdges.Store(true) }
 // (the cable's too, unless set apart). In a real-time run the chip may
 // see the frame later than that, when a wake-up on its way was late.
 func (c *Chip) LastEdge() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.edgeAt
+	ns := c.edgeAt.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return c.edgeBase.Add(time.Duration(ns))
 }
 
 // raiseIRQ signals a falling edge, raised in the model at at. Called
 // with c.mu held.
 func (c *Chip) raiseIRQ(at time.Time) {
 	if c.timeEdges.Load() {
-		c.edgeAt = at
+		c.edgeAt.Store(max(int64(at.Sub(c.edgeBase)), 1))
 	}
 	select {
 	case c.irq <- struct{}{}:

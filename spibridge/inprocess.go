@@ -60,9 +60,10 @@ type InProcess struct {
 	// edges is dev, when it times its interrupt edges (EdgeTimer) and the
 	// model is on; wake is the credit of the host's last late wake-up
 	// (Woke), until a transfer takes it.
-	edges  EdgeTimer
-	wakeMu sync.Mutex
-	wake   wakeCredit
+	edges   EdgeTimer
+	wakeMu  sync.Mutex
+	wake    wakeCredit
+	hasWake atomic.Bool // wake is set: one load when it is not
 
 	faults    atomic.Pointer[SPIFaults] // nil: no SPI faults
 	irqFaults atomic.Pointer[IRQFaults] // nil: edges pass unchanged
@@ -148,15 +149,20 @@ func (b *InProcess) Woke(event, woke time.Time) {
 	b.MarkEvent(event)
 	b.wakeMu.Lock()
 	b.wake = wakeCredit{event: event, woke: woke}
+	b.hasWake.Store(true)
 	b.wakeMu.Unlock()
 }
 
 // takeWake returns the credit Woke left, if any, and clears it: only the
 // first transfer after a wake-up can use it.
 func (b *InProcess) takeWake() wakeCredit {
+	if !b.hasWake.Load() {
+		return wakeCredit{}
+	}
 	b.wakeMu.Lock()
 	w := b.wake
 	b.wake = wakeCredit{}
+	b.hasWake.Store(false)
 	b.wakeMu.Unlock()
 	return w
 }
