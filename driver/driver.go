@@ -174,6 +174,18 @@ type Config struct {
 	// the link is quiet (zero: DefaultIdlePollInterval; at or below
 	// PollInterval: the interval stays PollInterval).
 	IdlePollInterval time.Duration
+	// ModelWakeups makes the worker's late wake-ups model time, on a bus
+	// with a timeline (the in-process bus in real time): the first
+	// transfer after the worker woke, idle, for an interrupt edge or a
+	// frame to send starts in the model when the worker would have woken
+	// in virtual time, at the event (spibridge.EventMarker.Woke; the
+	// chip's LastEdge for an edge). Frames then keep the model's timing,
+	// but that transfer returns sooner than its time on the bus. Off (the
+	// default), the worker's wake-ups take the time they take, as a real
+	// host's scheduling latency does, and each transfer takes its time on
+	// the bus as the host sees it (less only what the bus repays of its
+	// own timers' oversleep). Nothing changes in virtual time.
+	ModelWakeups bool
 	// XmitClock says whether Transmit reads SYSCOUNT over SPI (chip.md
 	// section 6, scenario 2); default XmitClockNone.
 	XmitClock XmitClock

@@ -40,6 +40,15 @@ func (m *markRecorder) Woke(event, woke time.Time) {
 	m.bus.Woke(event, woke)
 }
 
+func (m *markRecorder) lastMark() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.marks) == 0 {
+		return time.Time{}
+	}
+	return m.marks[len(m.marks)-1]
+}
+
 func (m *markRecorder) take() []wokeCall {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -48,16 +57,22 @@ func (m *markRecorder) take() []wokeCall {
 	return w
 }
 
-// TestWokeForEvents: an idle worker that wakes for an interrupt edge
-// tells the bus it woke for the edge the chip raised, at the edge's time
-// in the model (the end of the frame on the line, which a real-time run
-// may see late); one that wakes for a frame to send, for the time the
-// frame was handed over. In virtual time it wakes at once, so the bus has
-// nothing to take back.
+// TestWokeForEvents: with ModelWakeups, an idle worker that wakes for an
+// interrupt edge tells the bus it woke for the edge the chip raised, at
+// the edge's time in the model (the end of the frame on the line, which a
+// real-time run may see late); one that wakes for a frame to send, for
+// the time the frame was handed over. In virtual time it wakes at once,
+// so the bus has nothing to take back. Without ModelWakeups it only
+// marks the events, when it sees them.
 func TestWokeForEvents(t *testing.T) {
+	t.Run("ModelWakeups", func(t *testing.T) { testWokeForEvents(t, true) })
+	t.Run("default", func(t *testing.T) { testWokeForEvents(t, false) })
+}
+
+func testWokeForEvents(t *testing.T, model bool) {
 	synctest.Test(t, func(t *testing.T) {
 		var m *markRecorder
-		r := newWrappedRig(t, Config{}, false, func(f *faulty) spibridge.Transport {
+		r := newWrappedRig(t, Config{ModelWakeups: model}, false, func(f *faulty) spibridge.Transport {
 			m = &markRecorder{Transport: f, bus: f.inner.(*spibridge.InProcess)}
 			return m
 		})
@@ -75,7 +90,9 @@ func TestWokeForEvents(t *testing.T) {
 			t.Fatalf("%d frames received, want 1", len(r.received()))
 		}
 		now := edge.Add(late)
-		if got := m.take(); len(got) != 1 || !got[0].event.Equal(edge) || !got[0].woke.Equal(now) {
+		if got := m.take(); !model && (len(got) != 0 || !m.lastMark().Equal(now)) {
+			t.Errorf("default: woken %v, last mark %v before now; want no wake-ups, the edge marked when seen", got, now.Sub(m.lastMark()))
+		} else if model && (len(got) != 1 || !got[0].event.Equal(edge) || !got[0].woke.Equal(now)) {
 			t.Errorf("woken for the edge: %v, want one call for the edge %v before, woken now", got, late)
 		}
 
@@ -85,7 +102,9 @@ func TestWokeForEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Millisecond)
-		if got := m.take(); len(got) != 1 || !got[0].event.Equal(offered) || !got[0].woke.Equal(offered) {
+		if got := m.take(); !model && (len(got) != 0 || !m.lastMark().Equal(offered)) {
+			t.Errorf("default: woken %v, last mark %v; want no wake-ups, the hand-over marked", got, m.lastMark())
+		} else if model && (len(got) != 1 || !got[0].event.Equal(offered) || !got[0].woke.Equal(offered)) {
 			t.Errorf("woken for a frame to send: %v, want one call at the hand-over", got)
 		}
 	})

@@ -32,7 +32,8 @@ type worker struct {
 	reset         resetState
 	lastChipStats time.Time
 	// woke is when the worker last woke from waiting for work, until
-	// the event it woke for is marked (wokeFor); zero without a marker.
+	// the event it woke for is marked (markEvent); zero unless
+	// Config.ModelWakeups on a bus with a marker.
 	woke time.Time
 }
 
@@ -136,7 +137,7 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 		case <-ctx.Done():
 			return
 		}
-		if d.marker != nil {
+		if d.marker != nil && d.cfg.ModelWakeups {
 			w.woke = time.Now()
 		}
 		gotIRQ = ready(irq) || gotIRQ
@@ -163,23 +164,26 @@ func (d *Driver) worker(ctx context.Context, done chan struct{}) {
 }
 
 // markIRQ marks an interrupt edge the worker has just seen (got) as an
-// event for the bus (Driver.marker): the edge came at the latest now,
-// and the reads that answer it start no earlier in the model.
+// event for the bus (Driver.marker): the edge came at the latest now
+// (with Config.ModelWakeups: when the chip raised it in the model), and
+// the reads that answer it start no earlier in the model.
 func (w *worker) markIRQ(got bool) {
 	if got && w.d.marker != nil {
-		now := time.Now()
-		edge := w.d.marker.LastEdge()
-		if edge.IsZero() || edge.After(now) {
-			edge = now
+		edge := time.Now()
+		if w.d.cfg.ModelWakeups {
+			if e := w.d.marker.LastEdge(); !e.IsZero() && e.Before(edge) {
+				edge = e
+			}
 		}
 		w.markEvent(edge)
 	}
 }
 
-// markEvent marks an event the worker answers for the bus: if the
-// worker was idle and woke for it, a wake-up the bus may take back from
-// the first transfer that answers it (EventMarker.Woke), as in virtual
-// time, where the worker wakes at the event. Only with a marker.
+// markEvent marks an event the worker answers for the bus; with
+// Config.ModelWakeups, if the worker was idle and woke for it, as a
+// wake-up the bus takes back from the first transfer that answers it
+// (EventMarker.Woke), as in virtual time, where the worker wakes at the
+// event. Only with a marker.
 func (w *worker) markEvent(at time.Time) {
 	if w.woke.IsZero() {
 		w.d.marker.MarkEvent(at)

@@ -139,6 +139,13 @@ type TraceEvent struct {
 	// (wall clock): the real-time timer's lateness plus scheduling. Zero
 	// in virtual time and over transports without a timeline.
 	Late time.Duration
+	// Call is how long the Transfer call took as the host saw it, from
+	// the call to its return, over a TimelineTransport (zero otherwise:
+	// Duration is the call then). In virtual time it equals Duration; in
+	// real time it is Duration plus Late, less what the bus took back
+	// from the transfer's start after a late wake-up (EventMarker), so
+	// it can be shorter than the transfer's time on the bus.
+	Call time.Duration
 	Header
 	// Len is the full length of the transfer (MOSI and MISO have the
 	// same length).
@@ -237,6 +244,7 @@ func (t *Traced) Transfer(ctx context.Context, tx, rx []byte) error {
 		ev.Start, ev.BusStart = tl.Queued, tl.Start
 		ev.Duration = tl.End.Sub(tl.Queued)
 		ev.Late = max(returned.Sub(tl.End), 0)
+		ev.Call = returned.Sub(start)
 	}
 	if err == nil {
 		ev.MISO = t.keep(rx)

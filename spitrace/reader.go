@@ -85,6 +85,8 @@ func (r *Record) validate() error {
 		return fmt.Errorf("result %q: want %q or %q", r.Result, ResultOK, ResultError)
 	case r.Len < 0 || r.Dur < 0 || r.LateNs < 0:
 		return fmt.Errorf("negative len %d, dur %d or late_ns %d", r.Len, r.Dur, r.LateNs)
+	case r.CallNs != nil && *r.CallNs < 0:
+		return fmt.Errorf("negative call_ns %d", *r.CallNs)
 	case r.Start != nil && (*r.Start < r.T || *r.Start > r.End()):
 		return fmt.Errorf("start %d outside the transfer's [t, t+dur] = [%d, %d]", *r.Start, r.T, r.End())
 	case len(r.MOSI) > r.Len || len(r.MISO) > r.Len:

@@ -105,7 +105,10 @@ type Record struct {
 	Start *int64 `json:"start,omitempty"`
 	// LateNs is how long after the modelled end the call returned, wall
 	// clock (timer lateness and scheduling; 0 in virtual time).
-	LateNs int64  `json:"late_ns,omitempty"`
+	LateNs int64 `json:"late_ns,omitempty"`
+	// CallNs is how long the call took as the host saw it, wall clock,
+	// when that differs from dur (real time: see CallTime).
+	CallNs *int64 `json:"call_ns,omitempty"`
 	Result string `json:"result"`
 	Err    string `json:"err,omitempty"`
 	Errno  string `json:"errno,omitempty"`
@@ -130,6 +133,19 @@ func (r *Record) BusStart() int64 {
 // Occupancy is how long the transfer occupied the bus, ns: the modelled
 // duration of the transfer itself, without queueing.
 func (r *Record) Occupancy() int64 { return r.End() - r.BusStart() }
+
+// CallTime is how long the Transfer call took as the host saw it, ns:
+// call_ns when the record has it, else dur. In real time a transfer
+// taken back after a late wake-up of the host (the bus starts it, in the
+// model, when the host would have woken) returns sooner than its time on
+// the bus; the others take their time on the bus plus late_ns, and
+// queueing.
+func (r *Record) CallTime() int64 {
+	if r.CallNs != nil {
+		return *r.CallNs
+	}
+	return r.Dur
+}
 
 // Failed reports whether the transfer returned an error.
 func (r *Record) Failed() bool { return r.Result == ResultError }
@@ -189,6 +205,10 @@ func RecordOf(ev spibridge.TraceEvent, epoch time.Time) Record {
 	if !ev.BusStart.IsZero() {
 		start := int64(ev.BusStart.Sub(epoch))
 		r.Start = &start
+	}
+	if ev.Call != 0 && ev.Call != ev.Duration {
+		call := int64(ev.Call)
+		r.CallNs = &call
 	}
 	if ev.Err != nil {
 		r.Result = ResultError

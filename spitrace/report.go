@@ -28,19 +28,22 @@ func (s Summary) Write(w io.Writer) error {
 		what := "(whole calls, queueing included: the transport records no bus timeline)"
 		if n.Timeline {
 			what = "(time on the bus, queueing excluded)"
+			if n.Late.Max > 0 {
+				what = "(p50..max: time on the bus; late: returned after its end; call: as the host saw it; short: calls that took less than their time on the bus)"
+			}
 		}
-		// In real time, each kind's wall-clock lateness too: a transfer
-		// as the host saw it took its occupancy plus that much.
+		// In real time, each kind's wall-clock lateness too, and how
+		// long the calls took as the host saw them.
 		late := n.Late.Max > 0
 		head := "  kind\tcount\tbytes\terrors\tp50\tp90\tp99\tmax\t"
 		if late {
-			head += "late p50\tlate p99\t"
+			head += "late p50\tlate p99\tcall p50\tcall p99\tshort\t"
 		}
 		fmt.Fprintln(tw, head+what)
 		for _, k := range n.Kinds {
 			row := fmt.Sprintf("  %s\t%d\t%d\t%d\t%v\t%v\t%v\t%v", k.Space, k.Count, k.Bytes, k.Errors, k.P50, k.P90, k.P99, k.Max)
 			if late {
-				row += fmt.Sprintf("\t%v\t%v", k.LateP50, k.LateP99)
+				row += fmt.Sprintf("\t%v\t%v\t%v\t%v\t%d", k.LateP50, k.LateP99, k.CallP50, k.CallP99, k.Short)
 			}
 			fmt.Fprintln(tw, row)
 		}

@@ -95,8 +95,12 @@ const LateThreshold = 100 * time.Microsecond
 //
 // LateP50 and LateP99 are the same percentiles of the kind's wall-clock
 // lateness (late_ns, as NodeSummary.Late): how far behind its modelled
-// end a transfer of the kind returned. Zero in virtual time and for
-// transports with no timeline.
+// end a transfer of the kind returned. CallP50 and CallP99 are those of
+// how long the calls took as the host saw them (Record.CallTime,
+// queueing included), and Short counts the calls that took less than
+// their transfer's time on the bus (taken back after a late wake-up of
+// the host). Late and Short are zero in virtual time; all four are for
+// transports with a timeline only.
 type KindSummary struct {
 	Space   spibridge.Space `json:"space"`
 	Count   int             `json:"count"`
@@ -108,12 +112,15 @@ type KindSummary struct {
 	Max     time.Duration   `json:"max_ns"`
 	LateP50 time.Duration   `json:"late_p50_ns"`
 	LateP99 time.Duration   `json:"late_p99_ns"`
+	CallP50 time.Duration   `json:"call_p50_ns,omitempty"`
+	CallP99 time.Duration   `json:"call_p99_ns,omitempty"`
+	Short   int             `json:"short,omitempty"`
 }
 
 // Summariser builds a Summary from records added one at a time, so a
 // trace is summarised as it is read. Memory: per node it keeps each
-// transfer's start, duration and lateness, and its duration and lateness
-// again per kind (40 bytes a transfer), for the busy time and the
+// transfer's start, duration and lateness, and its duration, lateness
+// and call time again per kind (48 bytes a transfer), for the busy time and the
 // percentiles; the records
 // themselves are not kept. That is fine for traces of millions of
 // transfers; it is not constant.
@@ -143,6 +150,8 @@ type kindAcc struct {
 	errs  int
 	durs  []int64
 	late  []int64
+	calls []int64 // call times, transfers with a bus timeline only
+	short int     // calls shorter than their time on the bus
 }
 
 // NewSummariser returns an empty Summariser.
@@ -178,6 +187,12 @@ func (s *Summariser) Add(r Record) {
 	k.bytes += int64(r.Len)
 	k.durs = append(k.durs, r.Occupancy())
 	k.late = append(k.late, r.LateNs)
+	if r.Start != nil {
+		k.calls = append(k.calls, r.CallTime())
+		if r.CallTime() < r.Occupancy() {
+			k.short++
+		}
+	}
 	if r.Failed() {
 		a.errs++
 		k.errs++
@@ -255,12 +270,18 @@ func (a *nodeAcc) summary(name string) NodeSummary {
 		}
 		slices.Sort(k.durs)
 		slices.Sort(k.late)
-		n.Kinds = append(n.Kinds, KindSummary{
+		ks := KindSummary{
 			Space: sp, Count: len(k.durs), Bytes: k.bytes, Errors: k.errs,
 			P50: percentile(k.durs, 50), P90: percentile(k.durs, 90), P99: percentile(k.durs, 99),
 			Max:     time.Duration(k.durs[len(k.durs)-1]),
 			LateP50: percentile(k.late, 50), LateP99: percentile(k.late, 99),
-		})
+			Short: k.short,
+		}
+		if len(k.calls) > 0 {
+			slices.Sort(k.calls)
+			ks.CallP50, ks.CallP99 = percentile(k.calls, 50), percentile(k.calls, 99)
+		}
+		n.Kinds = append(n.Kinds, ks)
 	}
 	if len(a.errnos) > 0 {
 		n.ErrorsByErrno = maps.Clone(a.errnos)

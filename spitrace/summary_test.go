@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"tsnsim/chip/proto"
+	"tsnsim/chip/regs"
 	"tsnsim/spibridge"
 )
 
@@ -198,6 +200,8 @@ func TestSummaryTimeline(t *testing.T) {
 		{T: 0, Node: "a", Space: spibridge.SpaceRegRead, Dir: spibridge.DirRead, Len: 8, Dur: 24266, Start: start(0), LateNs: 30_000, Result: ResultOK},
 		{T: 0, Node: "a", Space: spibridge.SpaceRegRead, Dir: spibridge.DirRead, Len: 8, Dur: 48532, Start: start(24266), LateNs: 150_000, Result: ResultOK},
 		{T: 100_000, Node: "a", Space: spibridge.SpaceRxMeta, Dir: spibridge.DirRead, Len: 14, Dur: 27466, Start: start(100_000), LateNs: 20_000, Result: ResultOK},
+		// Taken back after a late wake-up: the call took 2 µs.
+		{T: 200_000, Node: "a", Space: spibridge.SpaceRxMeta, Dir: spibridge.DirRead, Len: 14, Dur: 27466, Start: start(200_000), LateNs: 40_000, CallNs: start(2_000), Result: ResultOK},
 	}
 	sum := Summarise(recs)
 	n := sum.Nodes[0]
@@ -207,7 +211,7 @@ func TestSummaryTimeline(t *testing.T) {
 	if !n.Timeline || Summarise(recs[:0]).Transactions != 0 {
 		t.Error("records with a bus start: summary does not say it has the timeline")
 	}
-	if n.Busy != 2*24266+27466 || n.InTransfer != 24266+48532+27466 {
+	if n.Busy != 2*24266+2*27466 || n.InTransfer != 24266+48532+2*27466 {
 		t.Errorf("busy %v, in transfers %v", n.Busy, n.InTransfer)
 	}
 	if want := (LateSummary{P50: 30 * time.Microsecond, P99: 150 * time.Microsecond, Max: 150 * time.Microsecond, Over: 1}); n.Late != want {
@@ -225,10 +229,18 @@ func TestSummaryTimeline(t *testing.T) {
 	if k := n.Kinds[0]; k.LateP50 != 30*time.Microsecond || k.LateP99 != 150*time.Microsecond {
 		t.Errorf("reg_read lateness p50 %v, p99 %v; want 30µs, 150µs", k.LateP50, k.LateP99)
 	}
-	if k := n.Kinds[1]; k.LateP50 != 20*time.Microsecond || k.LateP99 != 20*time.Microsecond {
-		t.Errorf("rx_meta lateness p50 %v, p99 %v; want 20µs", k.LateP50, k.LateP99)
+	if k := n.Kinds[1]; k.LateP50 != 20*time.Microsecond || k.LateP99 != 40*time.Microsecond {
+		t.Errorf("rx_meta lateness p50 %v, p99 %v; want 20µs, 40µs", k.LateP50, k.LateP99)
 	}
-	for _, want := range []string{"late p50", "late p99"} {
+	// The calls as the host saw them: dur unless call_ns says otherwise;
+	// one rx_meta call took less than its time on the bus.
+	if k := n.Kinds[0]; k.CallP50 != 24266 || k.CallP99 != 48532 || k.Short != 0 {
+		t.Errorf("reg_read calls p50 %v, p99 %v, %d short; want 24.266µs, 48.532µs, 0", k.CallP50, k.CallP99, k.Short)
+	}
+	if k := n.Kinds[1]; k.CallP50 != 2*time.Microsecond || k.CallP99 != 27466 || k.Short != 1 {
+		t.Errorf("rx_meta calls p50 %v, p99 %v, %d short; want 2µs, 27.466µs, 1", k.CallP50, k.CallP99, k.Short)
+	}
+	for _, want := range []string{"late p50", "late p99", "call p50", "call p99", "short"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("text report lacks the column %q:\n%s", want, out.String())
 		}
@@ -252,5 +264,31 @@ func TestSummaryTimeline(t *testing.T) {
 	bad := `{"t":10,"node":"a","space":"reg_read","dir":"read","addr":"0x3288","len":8,"dur":5,"start":2,"result":"ok","mosi":""}`
 	if _, err := Read(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "outside") {
 		t.Errorf("start before t: error %v", err)
+	}
+}
+
+// TestRecordCallTime: a record carries call_ns only when the call, as
+// the host saw it, took other than its modelled dur (real time), so
+// virtual-time traces are unchanged; CallTime falls back to dur.
+func TestRecordCallTime(t *testing.T) {
+	read := proto.RegRead(regs.TSNSysCount)
+	ev := spibridge.TraceEvent{Node: "a", Start: epoch, Duration: 24266, BusStart: epoch, Len: len(read), MOSI: read,
+		Header: spibridge.DecodeHeader(read)}
+	for _, c := range []struct {
+		call, want time.Duration
+		has        bool
+	}{{0, 24266, false}, {24266, 24266, false}, {3000, 3000, true}, {60000, 60000, true}} {
+		ev.Call = c.call
+		r := RecordOf(ev, epoch)
+		if (r.CallNs != nil) != c.has || r.CallTime() != int64(c.want) {
+			t.Errorf("call %v: call_ns %v, CallTime %d; want present %v, %d", c.call, r.CallNs, r.CallTime(), c.has, c.want)
+		}
+		line, err := encode(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(line), "call_ns") != c.has {
+			t.Errorf("call %v: line %s", c.call, line)
+		}
 	}
 }

@@ -54,6 +54,8 @@ func TestRunBadFlags(t *testing.T) {
 		{"run", "--tx-ring", "0"},
 		{"run", "--spi-clock", "-1"},
 		{"run", "--rx-meta-fifo", "512"},
+		{"run", "--model-wakeups", "--spi-clock", "0"},
+		{"run", "--model-wakeups", "--attach", "a=/nonexistent.sock"},
 		{"run", "--no-such-flag"},
 		{"run", "extra"},
 		{"frobnicate"},

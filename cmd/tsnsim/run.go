@@ -36,9 +36,10 @@ type runOptions struct {
 	pcap     string
 	spiTrace string
 
-	txRing     int
-	xmitClock  string
-	openBudget time.Duration
+	txRing       int
+	xmitClock    string
+	modelWakeups bool
+	openBudget   time.Duration
 	modelOptions
 	fieldOptions
 	faultOptions
@@ -67,6 +68,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.StringVar(&o.spiTrace, "spi-trace", "", "write every SPI transaction of both nodes, and their chips' PPS edges, to this file, one JSON line each (summarise it with tsnsim trace FILE)")
 	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries. The driver stops its queue when the ring is full and the qdisc holds frames, so even 1 loses nothing (ping -i 0.01 both ways over TAP: 0 loss, as with 64); the field driver's loss is --field-driver tx-slot")
 	fs.StringVar(&o.xmitClock, "xmit-clock", "none", "none: the driver core never touches SPI when transmitting (its design); spi: read SYSCOUNT over the shared bus in every transmit as if transmit could sleep: transmits wait for the bus (the report shows the wait; arping -W 0.05 both ways over TAP: waits up to tens of ms, 0 timeouts, 0 loss), nothing fails. The field driver's failure (BUG: scheduling while atomic, -110 timeouts, TX stall) is --field-driver xmit-clock")
+	fs.BoolVar(&o.modelWakeups, "model-wakeups", false, "take the drivers' late wake-ups out of the SPI timeline: the first transfer after a driver's worker woke late for an interrupt edge or a frame to send starts, in the model, when it would have woken in virtual time, so frames keep the model's timing (TAP ping p50 about 80µs lower on the project's VM) but that transfer returns sooner than its time on the bus (tsnsim trace counts it as short). Off: the wake-ups take the time they take, as a real host's scheduling latency does. Needs the chips in this process and the SPI timing model")
 	fs.DurationVar(&o.openBudget, "open-budget", driver.DefaultOpenBudget, "how long each driver's Open (and Stop) may retry its register accesses on a failing SPI bus, with backoff, before giving up")
 	o.modelOptions.addFlags(fs)
 	o.fieldOptions.addFlags(fs)
@@ -110,6 +112,10 @@ func (o *runOptions) validate() error {
 		return fmt.Errorf("--tx-ring %d: want at least 1", o.txRing)
 	case o.xmitClock != "none" && o.xmitClock != "spi":
 		return fmt.Errorf("--xmit-clock %q: want none or spi", o.xmitClock)
+	case o.modelWakeups && (len(o.attach) > 0 || o.spidev != ""):
+		return fmt.Errorf("--model-wakeups works on the in-process SPI bus only, not with --attach or --spidev")
+	case o.modelWakeups && o.spiClock == 0:
+		return fmt.Errorf("--model-wakeups needs the SPI timing model (--spi-clock 0 turns it off)")
 	case o.stall < 0:
 		return fmt.Errorf("--stall-timeout must not be negative")
 	}
@@ -324,7 +330,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		defer o.stopTimer(log)
 	}
 	cfg := o.topologyConfig(log, capture).WithDefaults()
-	cfg.Driver = driver.Config{TxRingSize: o.txRing, OpenBudget: o.openBudget}
+	cfg.Driver = driver.Config{TxRingSize: o.txRing, OpenBudget: o.openBudget, ModelWakeups: o.modelWakeups}
 	if o.xmitClock == "spi" {
 		cfg.Driver.XmitClock = driver.XmitClockSPI
 	}

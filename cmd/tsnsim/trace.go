@@ -26,7 +26,9 @@ func traceCommand(args []string, stdout, stderr io.Writer) int {
 			"how late on the wall clock the transfers returned after their modelled end\n"+
 			"(late_ns: how far a real-time run was behind the model there, from timer\n"+
 			"lateness and wake-ups the bus could not take back; kept out of the\n"+
-			"durations), overall and as p50/p99 per kind, errors by\n"+
+			"durations), overall and as p50/p99 per kind, with p50/p99 of how long the\n"+
+			"calls took as the host saw them (call_ns) and how many took less than their\n"+
+			"time on the bus (short: taken back after a late wake-up), errors by\n"+
 			"errno, injected faults by kind, and the chips' PPS edges (how many, the\n"+
 			"first and last, their mean interval).\n\n"+
 			"Flags:\n")
