@@ -25,8 +25,9 @@
 // modelled timeline: in real time too, dur-(start-t) is the model's
 // overhead + 8n/f. late_ns is how much later, on the wall clock, the call
 // returned than t+dur: how far the run was behind the model there (timer
-// lateness, scheduling, and host wake-ups the bus could not take back
-// from the transfer's start; absent in virtual time).
+// lateness and scheduling, and with run --model-wakeups the host wake-ups
+// the bus could not take back from the transfer's start; absent in
+// virtual time).
 // Transports without a timeline (socket, spidev) write no start and the
 // call's duration as dur. space and dir are decoded from the MOSI header
 // (spibridge.DecodeHeader), addr is its 16-bit address, reg the register

@@ -24,11 +24,12 @@ func traceCommand(args []string, stdout, stderr io.Writer) int {
 			"p50/p90/p99/max per kind of each transfer's time on the bus (the model's\n"+
 			"overhead + 8n/f on the in-process bus, in real time too; queueing excluded),\n"+
 			"how late on the wall clock the transfers returned after their modelled end\n"+
-			"(late_ns: how far a real-time run was behind the model there, from timer\n"+
-			"lateness and wake-ups the bus could not take back; kept out of the\n"+
-			"durations), overall and as p50/p99 per kind, with p50/p99 of how long the\n"+
-			"calls took as the host saw them (call_ns) and how many took less than their\n"+
-			"time on the bus (short: taken back after a late wake-up), errors by\n"+
+			"(late_ns: how far a real-time run was behind the model there: timer\n"+
+			"lateness and scheduling, and with run --model-wakeups the host wake-ups the\n"+
+			"bus could not take back; kept out of the durations), overall and as p50/p99\n"+
+			"per kind, with p50/p99 of how long the calls took as the host saw them\n"+
+			"(call_ns, queueing included) and how many took less than their time on the\n"+
+			"bus (short: what the bus took back of a late wake-up), errors by\n"+
 			"errno, injected faults by kind, and the chips' PPS edges (how many, the\n"+
 			"first and last, their mean interval).\n\n"+
 			"Flags:\n")
