@@ -26,7 +26,9 @@
 // the cost of up to that much CPU per wait. It is what the Raspberry
 // Pi's own SPI controller driver does: spi-bcm2835 polls transfers
 // shorter than its polling_limit_us (30 us by default) instead of
-// sleeping for their interrupt.
+// sleeping for their interrupt. A Sleep that starts from idle (no Sleep
+// for a millisecond) can poll longer (SetIdleSpin): a goroutine woken on
+// a CPU that was idle wakes later still.
 //
 // Virtual time is untouched: a nil *Service is valid and uses the time
 // package (time.Sleep, time.NewTimer), so code that takes an optional
@@ -52,7 +54,14 @@ type Service struct {
 	fd   timerfd
 	done chan struct{} // closed when the service goroutine has returned
 
-	spin atomic.Int64 // SetSpin, ns
+	spin     atomic.Int64 // SetSpin, ns
+	idleSpin atomic.Int64 // SetIdleSpin, ns
+	// sleeping counts the Sleeps in progress; lastSleep is when the last
+	// one ended, ns since epoch (0: none yet): a Sleep that starts with
+	// neither for idleAfter starts from idle (SetIdleSpin).
+	sleeping  atomic.Int32
+	lastSleep atomic.Int64
+	epoch     time.Time
 
 	mu      sync.Mutex
 	pending timerHeap
@@ -94,7 +103,7 @@ func Start() (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{fd: fd, done: make(chan struct{})}
+	s := &Service{fd: fd, done: make(chan struct{}), epoch: time.Now()}
 	go s.run()
 	return s, nil
 }
@@ -112,6 +121,46 @@ func (s *Service) SetSpin(d time.Duration) {
 	if s != nil {
 		s.spin.Store(int64(max(d, 0)))
 	}
+}
+
+// DefaultIdleSpin is the poll at the end of a wait that starts from idle
+// in real-time runs (tsnsim run --timer-spin-idle): enough for the
+// wake-up of a CPU that was idle on the project's VM (30-60 µs late at
+// p50 to p99 when nothing else ran for a while).
+const DefaultIdleSpin = 80 * time.Microsecond
+
+// idleAfter is how long the service must have had no Sleep in progress
+// for the next one to start from idle.
+const idleAfter = time.Millisecond
+
+// SetIdleSpin makes a Sleep that starts from idle (no Sleep in progress
+// or ended within the last millisecond) poll the clock for up to d
+// instead of the SetSpin time, if d is longer: a goroutine woken on a
+// CPU that was idle wakes later than one on a busy CPU, and such a wait
+// is the first of a burst (an SPI transfer answering a frame after a
+// quiet spell), so it costs CPU only once a burst, never under load.
+// No-op on a nil Service.
+func (s *Service) SetIdleSpin(d time.Duration) {
+	if s != nil {
+		s.idleSpin.Store(int64(max(d, 0)))
+	}
+}
+
+// spinFor returns the poll for a Sleep starting now and marks it in
+// progress (the caller calls slept when it ends).
+func (s *Service) spinFor(now time.Time) time.Duration {
+	spin := time.Duration(s.spin.Load())
+	busy := s.sleeping.Add(1) > 1
+	if last := s.lastSleep.Load(); !busy && (last == 0 || now.Sub(s.epoch)-time.Duration(last) > idleAfter) {
+		spin = max(spin, time.Duration(s.idleSpin.Load()))
+	}
+	return spin
+}
+
+// slept marks a Sleep ended now.
+func (s *Service) slept() {
+	s.lastSleep.Store(max(int64(time.Since(s.epoch)), 1))
+	s.sleeping.Add(-1)
 }
 
 // poll yields the processor until the clock reaches end and returns how
@@ -183,7 +232,8 @@ func (s *Service) Sleep(d time.Duration) {
 	}
 	t0 := time.Now()
 	end := t0.Add(d)
-	spin := time.Duration(s.spin.Load())
+	spin := s.spinFor(t0)
+	defer s.slept()
 	if d <= spin {
 		polled := poll(end)
 		s.count(func(st *Stats) {

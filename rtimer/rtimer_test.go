@@ -240,3 +240,50 @@ func TestSpin(t *testing.T) {
 		t.Fatalf("Sleep without spin returned after %v", got)
 	}
 }
+
+// TestIdleSpin: a Sleep that starts with no other Sleep in progress and
+// none ended within idleAfter polls for the SetIdleSpin time (if longer
+// than SetSpin); one that starts while another sleeps, or right after
+// one ended, polls for the SetSpin time. The decision itself is checked
+// (spinFor), as the clock's lateness is not; and an idle Sleep still
+// never ends early.
+func TestIdleSpin(t *testing.T) {
+	s := start(t)
+	s.SetSpin(30 * time.Microsecond)
+	s.SetIdleSpin(80 * time.Microsecond)
+	if got := s.spinFor(time.Now()); got != 80*time.Microsecond {
+		t.Errorf("first Sleep: spin %v, want 80µs", got)
+	}
+	if got := s.spinFor(time.Now()); got != 30*time.Microsecond {
+		t.Errorf("Sleep while another sleeps: spin %v, want 30µs", got)
+	}
+	s.slept()
+	s.slept()
+	if got := s.spinFor(time.Now()); got != 30*time.Microsecond {
+		t.Errorf("Sleep right after one ended: spin %v, want 30µs", got)
+	}
+	s.slept()
+	time.Sleep(2 * idleAfter)
+	if got := s.spinFor(time.Now()); got != 80*time.Microsecond {
+		t.Errorf("Sleep after %v idle: spin %v, want 80µs", 2*idleAfter, got)
+	}
+	s.slept()
+	s.SetIdleSpin(10 * time.Microsecond) // shorter than SetSpin: SetSpin's
+	time.Sleep(2 * idleAfter)
+	if got := s.spinFor(time.Now()); got != 30*time.Microsecond {
+		t.Errorf("idle spin under the spin: %v, want 30µs", got)
+	}
+	s.slept()
+	s.SetIdleSpin(80 * time.Microsecond)
+	for _, d := range []time.Duration{50 * time.Microsecond, 200 * time.Microsecond} {
+		time.Sleep(2 * idleAfter)
+		t0 := time.Now()
+		s.Sleep(d)
+		if got := time.Since(t0); got < d {
+			t.Fatalf("idle Sleep(%v) returned after %v", d, got)
+		}
+	}
+	if n := s.sleeping.Load(); n != 0 {
+		t.Errorf("%d Sleeps counted in progress after all ended", n)
+	}
+}

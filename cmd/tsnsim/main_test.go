@@ -55,6 +55,8 @@ func TestRunBadFlags(t *testing.T) {
 		{"run", "--spi-clock", "-1"},
 		{"run", "--rx-meta-fifo", "512"},
 		{"run", "--model-wakeups", "--spi-clock", "0"},
+		{"run", "--timer-spin-idle", "2ms"},
+		{"run", "--timer-spin-idle", "-1us"},
 		{"run", "--model-wakeups", "--attach", "a=/nonexistent.sock"},
 		{"run", "--no-such-flag"},
 		{"run", "extra"},

@@ -179,6 +179,7 @@ type modelOptions struct {
 
 	preciseTimer bool
 	timerSpin    time.Duration
+	idleSpin     time.Duration
 	timer        *rtimer.Service // started by startTimer
 }
 
@@ -193,6 +194,7 @@ func (o *modelOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.rxMetaFIFO, "rx-meta-fifo", chip.DefaultRxMetaFIFOSize, "chip RX metadata FIFO capacity in entries (max 511)")
 	fs.BoolVar(&o.preciseTimer, "precise-timer", true, "the SPI buses, transmitters and cable wait through a timerfd (Linux), late by tens of µs; false: Go timers, late by about 1 ms per wait")
 	fs.DurationVar(&o.timerSpin, "timer-spin", rtimer.DefaultSpin, "the precise timer ends each wait by polling the clock for up to this long (as spi-bcm2835 polls transfers under 30µs), so waits end within a few µs instead of 15-40µs late; more cuts the tail of long waits woken from idle (80µs: TX writes' p99 lateness 32-41µs instead of 45-121µs) for about 20-40% more CPU under load; 0: no polling (epoll wake-ups only, which cost about as much CPU)")
+	fs.DurationVar(&o.idleSpin, "timer-spin-idle", rtimer.DefaultIdleSpin, "the poll of a wait that starts after the timers were idle for 1ms (the first SPI transfer of a burst, such as a ping's TX write), if longer than --timer-spin: a CPU that was idle wakes later (on the project's VM the TX write of a ping every 20ms returned 11µs after its modelled end at p50 instead of 32-36µs, and TAP ping p50 was 30-45µs lower); it costs CPU once a burst, not under load (ping -f and iperf3 cost the same); 0: as --timer-spin")
 }
 
 // preciseTimers lets runs start the precise timer service; tests that
@@ -216,6 +218,7 @@ func (o *modelOptions) startTimer(log *zap.Logger) error {
 		return err
 	}
 	rt.SetSpin(o.timerSpin)
+	rt.SetIdleSpin(o.idleSpin)
 	o.timer = rt
 	return nil
 }
@@ -263,6 +266,8 @@ func (o *modelOptions) validate() error {
 		return fmt.Errorf("--rx-meta-fifo %d: want 1-511", o.rxMetaFIFO)
 	case o.timerSpin < 0 || o.timerSpin > time.Millisecond:
 		return fmt.Errorf("--timer-spin %v: want 0 (no polling) to 1ms", o.timerSpin)
+	case o.idleSpin < 0 || o.idleSpin > time.Millisecond:
+		return fmt.Errorf("--timer-spin-idle %v: want 0 (as --timer-spin) to 1ms", o.idleSpin)
 	}
 	return nil
 }
