@@ -339,7 +339,7 @@ func (c *Chip) IRQAsserted() bool {
 
 // TimeEdges makes the chip keep the time of each falling edge of its
 // interrupt line, for LastEdge. A bus with a timing model turns it on
-// (spibridge.EdgeTimer); without it an edge costs no clock read.
+// (spibridge.EdgeTimer); without it an edge costs nothing more.
 func (c *Chip) TimeEdges() { c.timeEdges.Store(true) }
 
 // LastEdge returns when the chip last raised its interrupt line (a

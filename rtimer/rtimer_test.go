@@ -243,37 +243,42 @@ func TestSpin(t *testing.T) {
 
 // TestIdleSpin: a Sleep that starts with no other Sleep in progress and
 // none ended within idleAfter polls for the SetIdleSpin time (if longer
-// than SetSpin); one that starts while another sleeps, or right after
-// one ended, polls for the SetSpin time. The decision itself is checked
-// (spinFor), as the clock's lateness is not; and an idle Sleep still
-// never ends early.
+// than SetSpin); one that starts while another sleeps, or within
+// idleAfter of one's end, polls for the SetSpin time. The decision is
+// checked at given instants (spinFor), so a busy machine cannot move it;
+// an idle Sleep still never ends early.
 func TestIdleSpin(t *testing.T) {
 	s := start(t)
 	s.SetSpin(30 * time.Microsecond)
 	s.SetIdleSpin(80 * time.Microsecond)
-	if got := s.spinFor(time.Now()); got != 80*time.Microsecond {
+	at := func(ns time.Duration) time.Time { return s.epoch.Add(ns) }
+	if got := s.spinFor(at(time.Second)); got != 80*time.Microsecond {
 		t.Errorf("first Sleep: spin %v, want 80µs", got)
 	}
-	if got := s.spinFor(time.Now()); got != 30*time.Microsecond {
+	if got := s.spinFor(at(time.Second)); got != 30*time.Microsecond {
 		t.Errorf("Sleep while another sleeps: spin %v, want 30µs", got)
 	}
 	s.slept()
 	s.slept()
-	if got := s.spinFor(time.Now()); got != 30*time.Microsecond {
-		t.Errorf("Sleep right after one ended: spin %v, want 30µs", got)
+	if n := s.sleeping.Load(); n != 0 {
+		t.Fatalf("%d Sleeps counted in progress, want 0", n)
 	}
-	s.slept()
-	time.Sleep(2 * idleAfter)
-	if got := s.spinFor(time.Now()); got != 80*time.Microsecond {
-		t.Errorf("Sleep after %v idle: spin %v, want 80µs", 2*idleAfter, got)
+	const last = 2 * time.Second
+	s.lastSleep.Store(int64(last))
+	for _, c := range []struct {
+		after time.Duration
+		want  time.Duration
+	}{{idleAfter / 2, 30 * time.Microsecond}, {idleAfter, 30 * time.Microsecond}, {2 * idleAfter, 80 * time.Microsecond}} {
+		if got := s.spinFor(at(last + c.after)); got != c.want {
+			t.Errorf("Sleep %v after the last ended: spin %v, want %v", c.after, got, c.want)
+		}
+		s.sleeping.Add(-1)
 	}
-	s.slept()
 	s.SetIdleSpin(10 * time.Microsecond) // shorter than SetSpin: SetSpin's
-	time.Sleep(2 * idleAfter)
-	if got := s.spinFor(time.Now()); got != 30*time.Microsecond {
+	if got := s.spinFor(at(last + 2*idleAfter)); got != 30*time.Microsecond {
 		t.Errorf("idle spin under the spin: %v, want 30µs", got)
 	}
-	s.slept()
+	s.sleeping.Add(-1)
 	s.SetIdleSpin(80 * time.Microsecond)
 	for _, d := range []time.Duration{50 * time.Microsecond, 200 * time.Microsecond} {
 		time.Sleep(2 * idleAfter)
