@@ -49,13 +49,7 @@ func BenchmarkFrameWork(b *testing.B) {
 				if err := a.Transact(w, txMISO[:len(w)]); err != nil {
 					b.Fatal(err)
 				}
-				a.mu.Lock()
-				e, ok, _ := a.schedule()
-				var st sendStart
-				if ok {
-					st = a.startSend(&e)
-				}
-				a.mu.Unlock()
+				e, st, ok, _ := a.takeNext()
 				if !ok {
 					b.Fatal("chip A has no frame to send")
 				}

@@ -36,13 +36,7 @@ func (c *Chip) transmitter() {
 		if !c.waitLine(&line) {
 			return
 		}
-		c.mu.Lock()
-		e, ok, wait := c.schedule()
-		var st sendStart
-		if ok {
-			st = c.startSend(&e)
-		}
-		c.mu.Unlock()
+		e, st, ok, wait := c.takeNext()
 		if !ok {
 			if !c.waitForWork(wait) {
 				return
@@ -54,6 +48,18 @@ func (c *Chip) transmitter() {
 			return
 		}
 	}
+}
+
+// takeNext takes the frame to send now off the host FIFO and starts it
+// (schedule, startSend), under c.mu; or it reports how long to wait, as
+// schedule.
+func (c *Chip) takeNext() (e txEntry, st sendStart, ok bool, wait time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok, wait = c.schedule(); ok {
+		st = c.startSend(&e)
+	}
+	return e, st, ok, wait
 }
 
 // schedule decides about the head of the host FIFO: it returns the frame
