@@ -143,8 +143,9 @@ type TraceEvent struct {
 	// the call to its return, over a TimelineTransport (zero otherwise:
 	// Duration is the call then). In virtual time it equals Duration; in
 	// real time it is Duration plus Late, less what the bus took back
-	// from the transfer's start after a late wake-up (EventMarker), so
-	// it can be shorter than the transfer's time on the bus.
+	// from the transfer's start (the previous transfer's oversleep it
+	// repaid, or a late wake-up of the host: EventMarker.Woke), so it
+	// can be shorter than the transfer's time on the bus.
 	Call time.Duration
 	Header
 	// Len is the full length of the transfer (MOSI and MISO have the

@@ -136,11 +136,11 @@ func (r *Record) BusStart() int64 {
 func (r *Record) Occupancy() int64 { return r.End() - r.BusStart() }
 
 // CallTime is how long the Transfer call took as the host saw it, ns:
-// call_ns when the record has it, else dur. In real time a transfer
-// taken back after a late wake-up of the host (the bus starts it, in the
-// model, when the host would have woken) returns sooner than its time on
-// the bus; the others take their time on the bus plus late_ns, and
-// queueing.
+// call_ns when the record has it, else dur. In real time a call takes
+// its queueing, its time on the bus and late_ns, less what the bus took
+// back from its start (the oversleep of the transfer before it, which
+// the bus repays, or with run --model-wakeups a late wake-up of the
+// host): then it can return sooner than its time on the bus.
 func (r *Record) CallTime() int64 {
 	if r.CallNs != nil {
 		return *r.CallNs

@@ -98,8 +98,8 @@ const LateThreshold = 100 * time.Microsecond
 // end a transfer of the kind returned. CallP50 and CallP99 are those of
 // how long the calls took as the host saw them (Record.CallTime,
 // queueing included), and Short counts the calls that took less than
-// their transfer's time on the bus (taken back after a late wake-up of
-// the host). Late and Short are zero in virtual time; all four are for
+// their transfer's time on the bus (what the bus took back from their
+// start: see Record.CallTime). Late and Short are zero in virtual time; all four are for
 // transports with a timeline only.
 type KindSummary struct {
 	Space   spibridge.Space `json:"space"`
@@ -120,9 +120,8 @@ type KindSummary struct {
 // Summariser builds a Summary from records added one at a time, so a
 // trace is summarised as it is read. Memory: per node it keeps each
 // transfer's start, duration and lateness, and its duration, lateness
-// and call time again per kind (48 bytes a transfer), for the busy time and the
-// percentiles; the records
-// themselves are not kept. That is fine for traces of millions of
+// and call time again per kind (48 bytes a transfer), for the busy time
+// and the percentiles; the records themselves are not kept. That is fine for traces of millions of
 // transfers; it is not constant.
 type Summariser struct {
 	nodes map[string]*nodeAcc

@@ -29,9 +29,9 @@ func traceCommand(args []string, stdout, stderr io.Writer) int {
 			"bus could not take back; kept out of the durations), overall and as p50/p99\n"+
 			"per kind, with p50/p99 of how long the calls took as the host saw them\n"+
 			"(call_ns, queueing included) and how many took less than their time on the\n"+
-			"bus (short: what the bus took back of a late wake-up), errors by\n"+
-			"errno, injected faults by kind, and the chips' PPS edges (how many, the\n"+
-			"first and last, their mean interval).\n\n"+
+			"bus (short: the bus took back an oversleep it repaid or a late wake-up),\n"+
+			"errors by errno, injected faults by kind, and the chips' PPS edges (how\n"+
+			"many, the first and last, their mean interval).\n\n"+
 			"Flags:\n")
 		fs.PrintDefaults()
 	}
