@@ -356,10 +356,12 @@ func (c *Chip) LastEdge() time.Time {
 	return c.edgeBase.Add(time.Duration(ns))
 }
 
-// raiseIRQ signals a falling edge, raised in the model at at. Called
-// with c.mu held.
-func (c *Chip) raiseIRQ(at time.Time) {
+// raiseIRQ signals a falling edge, raised in the model at the end of
+// the n-byte frame whose start of frame was at sof (its time is worked
+// out only when the chip keeps edge times). Called with c.mu held.
+func (c *Chip) raiseIRQ(sof time.Time, n int) {
 	if c.timeEdges.Load() {
+		at := sof.Add(c.wireTime(n))
 		c.edgeAt.Store(max(int64(at.Sub(c.edgeBase)), 1))
 	}
 	select {

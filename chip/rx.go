@@ -64,6 +64,6 @@ func (c *Chip) ReceivePHY(frame []byte, sof time.Time) {
 	c.rxFrames.Push(frame)
 	c.rxMeta.Push(proto.RxMetadata{Timestamp: stamp, FrameLength: uint16(n)})
 	if c.rxMeta.Len() == 1 {
-		c.raiseIRQ(sof.Add(c.wireTime(len(frame))))
+		c.raiseIRQ(sof, len(frame))
 	}
 }
