@@ -25,9 +25,9 @@ const pairedChunks = 8
 // the same process in alternating chunks of b.N/8 frames (emulated,
 // baseline, emulated, ...), so both see the same machine load, and it
 // reports the ratio of their throughputs (emulated/baseline, the bar of
-// issue 13: >= 0.5 at 64 B, >= 0.7 at 1514 B) and the CPU time each
-// takes per frame (process user+system time over the chunk, GC
-// included).
+// issue 13: >= 0.5 at 64 B, >= 0.7 at 1514 B), the CPU time each takes
+// per frame (process user+system time over the chunk, GC included) and
+// how many CPUs each kept busy (cores).
 func BenchmarkOneWayPaired(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(fmt.Sprint(size), func(b *testing.B) { benchPaired(b, size) })
@@ -67,6 +67,8 @@ func benchPaired(b *testing.B, size int) {
 	b.ReportMetric(ef/bf, "ratio")
 	b.ReportMetric(emu.cpuPerFrame(), "emu-cpu-ns/frame")
 	b.ReportMetric(base.cpuPerFrame(), "base-cpu-ns/frame")
+	b.ReportMetric(emu.cores(), "emu-cores")
+	b.ReportMetric(base.cores(), "base-cores")
 }
 
 // pairedSide accumulates one side's chunks.
@@ -89,6 +91,13 @@ func (s *pairedSide) run(b *testing.B, cur *atomic.Pointer[windowedRun], n, size
 func (s *pairedSide) rate() float64 { return float64(s.frames) / s.wall.Seconds() }
 
 func (s *pairedSide) cpuPerFrame() float64 { return float64(s.cpu.Nanoseconds()) / float64(s.frames) }
+
+// cores is how many CPUs the side kept busy on average: its CPU time over
+// its wall time. About 1 means its goroutines ran one at a time (the
+// runtime hands a woken goroutine to the waker's processor), so its
+// throughput is 1/(CPU per frame) and the ratio is the ratio of the CPU
+// each spends per frame.
+func (s *pairedSide) cores() float64 { return s.cpu.Seconds() / s.wall.Seconds() }
 
 // processCPU is the process's user plus system CPU time so far.
 func processCPU(tb testing.TB) time.Duration {
