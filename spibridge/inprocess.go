@@ -407,12 +407,14 @@ func (b *InProcess) transact(tx, rx []byte, start time.Time, hold time.Duration)
 // are late; the next transfer of a busy period starts at t all the same
 // (see maxLag and chainWindow), so the lateness is repaid instead of
 // accumulating. It notes when the holder woke: after a sleep it made,
-// or at the transfer's first deadline if that had already passed.
+// or at the transfer's first deadline if that had already passed; a
+// sleep it made is recorded in a running Go execution trace (logWait).
 func (b *InProcess) sleepUntil(t time.Time) {
 	switch d := time.Until(t); {
 	case d > 0:
 		b.timing.Timer.Sleep(d)
 		b.woke = time.Now()
+		logWait(b.woke.Sub(t), d)
 	case b.woke.IsZero():
 		// Already past t (an earlier wake-up was late): the lateness
 		// carries over, measured before the chip decodes anything.

@@ -35,6 +35,7 @@ type runOptions struct {
 	backend  string
 	pcap     string
 	spiTrace string
+	goTrace  string
 
 	txRing       int
 	xmitClock    string
@@ -66,6 +67,7 @@ func (o *runOptions) flags() *pflag.FlagSet {
 	fs.StringVar(&o.backend, "backend", backendNetstack, "host side of each node: netstack (embedded userspace TCP/IP stack, rootless), tap (TAP device and the Linux stack, root), frames (numbered test frames, no stack)")
 	fs.StringVar(&o.pcap, "pcap", "", "write every frame on the virtual cable to this pcap file (emulated timestamps)")
 	fs.StringVar(&o.spiTrace, "spi-trace", "", "write every SPI transaction of both nodes, and their chips' PPS edges, to this file, one JSON line each (summarise it with tsnsim trace FILE)")
+	fs.StringVar(&o.goTrace, "go-trace", "", "write a Go execution trace of the run to this file (go tool trace FILE): which goroutine ran where and when, and each SPI bus wait's lateness as a log event of category spibridge.wait; for finding what delayed a transfer in a real-time run")
 	fs.IntVar(&o.txRing, "tx-ring", driver.DefaultTxRingSize, "driver TX ring entries. The driver stops its queue when the ring is full and the qdisc holds frames, so even 1 loses nothing (ping -i 0.01 both ways over TAP: 0 loss, as with 64); the field driver's loss is --field-driver tx-slot")
 	fs.StringVar(&o.xmitClock, "xmit-clock", "none", "none: the driver core never touches SPI when transmitting (its design); spi: read SYSCOUNT over the shared bus in every transmit as if transmit could sleep: transmits wait for the bus (the report shows the wait; arping -W 0.05 both ways over TAP: waits up to tens of ms, 0 timeouts, 0 loss), nothing fails. The field driver's failure (BUG: scheduling while atomic, -110 timeouts, TX stall) is --field-driver xmit-clock")
 	fs.BoolVar(&o.modelWakeups, "model-wakeups", false, "take the drivers' late wake-ups out of the SPI timeline: the first transfer after a driver's worker woke late for an interrupt edge or a frame to send starts, in the model, when it would have woken in virtual time, so frames keep the model's timing (TAP ping p50 80-100µs lower on the project's VM) but that transfer returns sooner than its time on the bus (tsnsim trace counts it as short). Off: the wake-ups take the time they take, as a real host's scheduling latency does. Needs the chips in this process and the SPI timing model")
@@ -318,6 +320,16 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	o.ctx, o.cancel = context.WithCancelCause(sigCtx)
 	defer o.cancel(nil)
 
+	var gt *goTrace
+	if o.goTrace != "" {
+		var err error
+		if gt, err = startGoTrace(o.goTrace); err != nil {
+			r.fail("%v", err)
+			return r.finish()
+		}
+		atExit.add(func() { gt.stop() })
+		defer gt.stop()
+	}
 	var capture *pcap.Writer
 	if o.pcap != "" {
 		var err error
@@ -415,6 +427,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	o.reportTimer(r)
+	if gt != nil {
+		if err := gt.stop(); err != nil {
+			r.fail("%v", err)
+		} else {
+			r.printf("go trace: written to %s (go tool trace %s)\n", o.goTrace, o.goTrace)
+		}
+	}
 	return r.finish()
 }
 
