@@ -248,7 +248,7 @@ func TestSummaryTimeline(t *testing.T) {
 	// The fields survive the file: write, read back, same summary.
 	var buf bytes.Buffer
 	for _, r := range recs {
-		line, err := encode(&r)
+		line, err := appendRecord(nil, &r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +283,7 @@ func TestRecordCallTime(t *testing.T) {
 		if (r.CallNs != nil) != c.has || r.CallTime() != int64(c.want) {
 			t.Errorf("call %v: call_ns %v, CallTime %d; want present %v, %d", c.call, r.CallNs, r.CallTime(), c.has, c.want)
 		}
-		line, err := encode(&r)
+		line, err := appendRecord(nil, &r)
 		if err != nil {
 			t.Fatal(err)
 		}

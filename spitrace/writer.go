@@ -3,7 +3,6 @@ package spitrace
 import (
 	"bytes"
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -81,8 +80,14 @@ func Create(path string, epoch time.Time) (*Writer, error) {
 // Record implements spibridge.Recorder.
 func (w *Writer) Record(ev spibridge.TraceEvent) {
 	r := RecordOf(ev, w.epoch)
-	line, err := encode(&r)
+	line, err := appendRecord(make([]byte, 0, lineSize(&r)), &r)
 	w.hold(heldLine{end: r.End(), start: r.T, node: r.Node, line: line}, err)
+}
+
+// lineSize is about how long r's line is: its fixed part and hex bytes,
+// so that appendRecord allocates once.
+func lineSize(r *Record) int {
+	return 256 + 2*(len(r.MOSI)+len(r.MISO)) + len(r.Err) + len(r.Fault)
 }
 
 // RecordPPS records a PPS edge of node's chip at emulated time at, the
@@ -90,7 +95,7 @@ func (w *Writer) Record(ev spibridge.TraceEvent) {
 // ordered with the transfers by its time.
 func (w *Writer) RecordPPS(node string, at time.Time, seq, syscount uint64) {
 	t := int64(at.Sub(w.epoch))
-	line, err := encode(&ppsLine{T: t, Node: node, Event: EventPPS, Seq: seq, Syscount: syscount})
+	line, err := appendPPS(make([]byte, 0, 96), &ppsLine{T: t, Node: node, Event: EventPPS, Seq: seq, Syscount: syscount})
 	w.hold(heldLine{end: t, start: t, node: node, line: line}, err)
 }
 
@@ -120,18 +125,6 @@ func (w *Writer) hold(h heldLine, err error) {
 	if len(w.held) >= MaxSameInstant {
 		w.flushHeld()
 	}
-}
-
-// encode returns r (a *Record or *ppsLine) as one JSON line, HTML
-// characters unescaped.
-func encode(r any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
-		return nil, fmt.Errorf("spitrace: encoding a record: %w", err)
-	}
-	return b.Bytes(), nil
 }
 
 // flushHeld writes the held records in their total order. Called with

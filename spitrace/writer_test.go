@@ -93,7 +93,7 @@ func TestWriterSameInstantOrder(t *testing.T) {
 	}
 	var want string
 	for _, ev := range evs {
-		line, err := encode(new(RecordOf(ev, epoch)))
+		line, err := appendRecord(nil, new(RecordOf(ev, epoch)))
 		if err != nil {
 			t.Fatal(err)
 		}
