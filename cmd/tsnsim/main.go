@@ -7,7 +7,7 @@
 //	tsnsim chip serve    serve emulated chips' SPI buses on sockets
 //	tsnsim regs [flags] read|write|dump ...   register access, real or emulated chip
 //	tsnsim fault ...     change the faults of a running tsnsim
-//	tsnsim trace FILE    summarise an SPI trace file
+//	tsnsim trace FILE    summarise an SPI trace file, or why a Go trace's SPI waits were late
 //	tsnsim help          show this help
 package main
 
@@ -42,7 +42,9 @@ Usage:
   tsnsim fault --control PATH list|counts|add SPEC|remove ID|clear
                        change the faults of a running tsnsim (--fault-control)
   tsnsim trace FILE    summarise an SPI trace file (JSON Lines): per node and
-                       kind, counts, bus utilisation, latencies, errors, faults
+                       kind, counts, bus utilisation, latencies, errors, faults;
+                       or, for a Go execution trace (run --go-trace), why the
+                       SPI bus waits that ended late were late
   tsnsim help          show this help
 
 The report of tsnsim run ends with its verdict, and the exit status follows it:
