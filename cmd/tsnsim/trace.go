@@ -71,12 +71,23 @@ func traceCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tsnsim trace: %v\n", err)
 		return exitFail
 	}
+	return printReport(sum, asJSON, stdout, stderr)
+}
+
+// report is a summary tsnsim trace prints: spitrace.Summary or
+// gotrace.Report.
+type report interface {
+	Write(io.Writer) error
+	WriteJSON(io.Writer) error
+}
+
+// printReport prints r as text or JSON.
+func printReport(r report, asJSON bool, stdout, stderr io.Writer) int {
+	write := r.Write
 	if asJSON {
-		err = sum.WriteJSON(stdout)
-	} else {
-		err = sum.Write(stdout)
+		write = r.WriteJSON
 	}
-	if err != nil {
+	if err := write(stdout); err != nil {
 		fmt.Fprintf(stderr, "tsnsim trace: %v\n", err)
 		return exitFail
 	}
@@ -134,14 +145,5 @@ func goTraceReport(path string, late time.Duration, asJSON bool, stdout, stderr 
 		fmt.Fprintf(stderr, "tsnsim trace: %s: %v\n", path, err)
 		return exitFail
 	}
-	if asJSON {
-		err = rep.WriteJSON(stdout)
-	} else {
-		err = rep.Write(stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "tsnsim trace: %v\n", err)
-		return exitFail
-	}
-	return 0
+	return printReport(rep, asJSON, stdout, stderr)
 }
