@@ -431,7 +431,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		if err := gt.stop(); err != nil {
 			r.fail("%v", err)
 		} else {
-			r.printf("go trace: written to %s (go tool trace %s)\n", o.goTrace, o.goTrace)
+			r.printf("go trace: written to %s (tsnsim trace %s; go tool trace %s)\n", o.goTrace, o.goTrace, o.goTrace)
 		}
 	}
 	return r.finish()

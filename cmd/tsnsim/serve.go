@@ -40,6 +40,7 @@ type serveOptions struct {
 	node          string
 	duration      time.Duration
 	pcap          string
+	goTrace       string
 	verbosity     int
 }
 
@@ -57,6 +58,7 @@ func (o *serveOptions) flags() *pflag.FlagSet {
 	fs.StringVar(&o.node, "node", "a", "with --cable-end: the node this server emulates, a or b (its name and MAC)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: serve until SIGINT or SIGTERM)")
 	fs.StringVar(&o.pcap, "pcap", "", "write every frame on the virtual cable to this pcap file")
+	fs.StringVar(&o.goTrace, "go-trace", "", "write a Go execution trace of the server to this file, with each SPI bus wait's lateness as a log event (tsnsim trace FILE says why the late ones were late)")
 	o.modelOptions.addFlags(fs)
 	o.faultOptions.addFlags(fs)
 	fs.CountVarP(&o.verbosity, "verbose", "v", "log more: -v info, -vv debug")
@@ -209,6 +211,19 @@ type chipServer struct {
 // serveChips builds the chips and the cable, serves each chip until ctx
 // is done, then closes everything and prints the chip-side report.
 func serveChips(ctx context.Context, o *serveOptions, list []served, r *outcome, stderr io.Writer, log *zap.Logger) error {
+	if o.goTrace != "" {
+		gt, err := startGoTrace(o.goTrace)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := gt.stop(); err != nil {
+				serveFail(r, stderr, "%v", err)
+			} else {
+				r.printf("go trace: written to %s (tsnsim trace %s)\n", o.goTrace, o.goTrace)
+			}
+		}()
+	}
 	if err := o.startTimer(log); err != nil {
 		return err
 	}

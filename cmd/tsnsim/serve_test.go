@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,13 +14,15 @@ import (
 // --attach drives them from "another process" (here another goroutine
 // over the same unix sockets) with the frames backend, twice in a row,
 // and tsnsim regs --attach reads a register; the server's report shows
-// the traffic of both clients.
+// the traffic of both clients, and its Go trace (--go-trace) the buses'
+// waits.
 func TestChipServeAndAttach(t *testing.T) {
 	dir := t.TempDir()
+	goTrace := filepath.Join(t.TempDir(), "serve.trace")
 	var sout, serr bytes.Buffer
 	done := make(chan int)
 	go func() {
-		done <- run([]string{"chip", "serve", "--socket-dir", dir, "--duration", "6s"}, &sout, &serr)
+		done <- run([]string{"chip", "serve", "--socket-dir", dir, "--duration", "6s", "--go-trace", goTrace}, &sout, &serr)
 	}()
 	for _, sock := range []string{"a.sock", "b.sock"} {
 		deadline := time.Now().Add(5 * time.Second)
@@ -50,10 +53,17 @@ func TestChipServeAndAttach(t *testing.T) {
 	if status := <-done; status != 0 {
 		t.Fatalf("chip serve: status %d\n%s\n%s", status, sout.String(), serr.String())
 	}
-	for _, want := range []string{"chip a (mac 02:00:00:00:00:01): SPI bus and interrupt line on unix:", "FT_TOTAL_TX_FRAME_CNT", "cable a->b: 200 frames"} {
+	for _, want := range []string{"chip a (mac 02:00:00:00:00:01): SPI bus and interrupt line on unix:", "FT_TOTAL_TX_FRAME_CNT", "cable a->b: 200 frames",
+		"go trace: written to " + goTrace} {
 		if !strings.Contains(sout.String(), want) {
 			t.Errorf("server report lacks %q:\n%s", want, sout.String())
 		}
+	}
+	// The server's Go trace has its buses' waits.
+	out.Reset()
+	if status := run([]string{"trace", goTrace}, &out, &errOut); status != 0 ||
+		!regexp.MustCompile(`Go execution trace: [1-9][0-9]* SPI bus waits`).MatchString(out.String()) {
+		t.Errorf("trace of the server's Go trace: status %d\n%s\n%s", status, out.String(), errOut.String())
 	}
 }
 
