@@ -7,13 +7,13 @@ import (
 	"sync"
 )
 
-// goTrace is the Go execution trace of a run (--go-trace): which
-// goroutine ran on which processor and thread, and when, with each SPI
-// bus wait's lateness as a log event (spibridge.WaitLogCategory). It is
-// for finding what delayed a transfer in real time; read it with
-// go tool trace FILE.
+// goTrace is the Go execution trace of a run or a chip server
+// (--go-trace): which goroutine ran on which processor and thread, and
+// when, with each SPI bus wait's lateness as a log event
+// (spibridge.WaitLogCategory). It is for finding what delayed a transfer
+// in real time: tsnsim trace FILE says why the late waits were late, go
+// tool trace FILE shows everything.
 type goTrace struct {
-	path string
 	file *os.File
 	once sync.Once
 	err  error
@@ -30,7 +30,7 @@ func startGoTrace(path string) (*goTrace, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("go trace: %w", err)
 	}
-	return &goTrace{path: path, file: f}, nil
+	return &goTrace{file: f}, nil
 }
 
 // stop stops the tracer (which writes what it holds) and closes the

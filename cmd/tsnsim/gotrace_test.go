@@ -47,6 +47,10 @@ func TestRunGoTrace(t *testing.T) {
 	if status := run([]string{"trace", "--json", path}, &out, &errOut); status != 0 || !strings.Contains(out.String(), `"threshold": 40000`) {
 		t.Errorf("trace --json of the Go trace: status %d\n%s\n%s", status, out.String(), errOut.String())
 	}
+	errOut.Reset()
+	if status := run([]string{"trace", "--late", "0", path}, &out, &errOut); status != exitUsage || !strings.Contains(errOut.String(), "want a positive duration") {
+		t.Errorf("trace --late 0: status %d\n%s", status, errOut.String())
+	}
 
 	out.Reset()
 	errOut.Reset()
