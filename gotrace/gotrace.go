@@ -4,9 +4,9 @@
 // threshold after its end, what the waiting goroutine was doing in the
 // longest stretch without an event of its own before it woke: blocked
 // on its timer (the precise timer's timerfd, read through the
-// netpoller), yielded in the polled tail while other goroutines ran on
-// its processor, yielded or running with its thread off the CPU, and so
-// on. tsnsim trace FILE prints the result.
+// netpoller), woken but not yet running, yielded in the polled tail
+// while other goroutines ran on its processor, yielded or running with
+// its thread off the CPU, and so on. tsnsim trace FILE prints the result.
 package gotrace
 
 import (
@@ -31,12 +31,16 @@ const (
 	// CauseTimer: blocked in the netpoller (the precise timer's timerfd)
 	// and woken late: typically a CPU that went idle and woke slowly.
 	CauseTimer = "blocked on its timer (netpoller), woken late"
-	// CauseYieldedOthers: runnable after yielding in the polled tail,
-	// while other goroutines ran on the processor it yielded.
+	// CauseYieldedOthers: runnable after yielding (in the polled tail)
+	// or being preempted, while other goroutines ran on the processor it
+	// left.
 	CauseYieldedOthers = "yielded, other goroutines ran on its processor"
-	// CauseYieldedOff: runnable after yielding, and nothing ran on its
-	// processor: the thread was off the CPU.
+	// CauseYieldedOff: runnable after yielding or being preempted, and
+	// nothing started on its processor: the thread was off the CPU.
 	CauseYieldedOff = "yielded, its thread off the CPU"
+	// CauseWoken: woken (by its timer or another goroutine) and runnable,
+	// but not yet running: waiting for a processor or a thread.
+	CauseWoken = "woken, waiting to run"
 	// CauseRunningOff: running (polling the clock, or working) with no
 	// event for the stretch: the thread was off the CPU, or the
 	// goroutine ran that long.
@@ -69,10 +73,10 @@ type CauseCount struct {
 
 // transition is a goroutine's state change.
 type transition struct {
-	at     trace.Time
-	to     trace.GoState
-	reason string
-	proc   trace.ProcID // where it happened
+	at       trace.Time
+	from, to trace.GoState
+	reason   string
+	proc     trace.ProcID // where it happened
 }
 
 // start is a goroutine starting to run on a processor.
@@ -126,8 +130,8 @@ func read(r io.Reader) (*history, error) {
 				continue
 			}
 			g := st.Resource.Goroutine()
-			_, to := st.Goroutine()
-			h.goroutines[g] = append(h.goroutines[g], transition{at: ev.Time(), to: to, reason: st.Reason, proc: ev.Proc()})
+			from, to := st.Goroutine()
+			h.goroutines[g] = append(h.goroutines[g], transition{at: ev.Time(), from: from, to: to, reason: st.Reason, proc: ev.Proc()})
 			if to == trace.GoRunning && ev.Proc() != trace.NoProc {
 				h.starts[ev.Proc()] = append(h.starts[ev.Proc()], start{at: ev.Time(), g: g})
 			}
@@ -203,6 +207,9 @@ func (h *history) cause(w wait) string {
 		}
 		return fmt.Sprintf("blocked (%s), woken late", t.reason)
 	case trace.GoRunnable:
+		if t.from != trace.GoRunning {
+			return CauseWoken
+		}
 		if h.othersRan(t.proc, w.g, gapStart, gapEnd) {
 			return CauseYieldedOthers
 		}

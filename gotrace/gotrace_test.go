@@ -21,7 +21,7 @@ const us = trace.Time(time.Microsecond)
 func TestCause(t *testing.T) {
 	const g, other = trace.GoID(7), trace.GoID(8)
 	w := wait{at: 1000 * us, g: g, late: 60 * time.Microsecond, dur: 50 * time.Microsecond}
-	running := transition{at: 100 * us, to: trace.GoRunning, proc: 0}
+	running := transition{at: 100 * us, from: trace.GoRunnable, to: trace.GoRunning, proc: 0}
 	for _, tc := range []struct {
 		name   string
 		trs    []transition
@@ -30,12 +30,13 @@ func TestCause(t *testing.T) {
 	}{
 		{"timerfd", []transition{running, {at: 890 * us, to: trace.GoWaiting, reason: "network"}, {at: 995 * us, to: trace.GoRunnable}, {at: 998 * us, to: trace.GoRunning}}, nil, CauseTimer},
 		{"other wait", []transition{running, {at: 890 * us, to: trace.GoWaiting, reason: "sleep"}, {at: 998 * us, to: trace.GoRunning}}, nil, "blocked (sleep), woken late"},
-		{"yielded, others ran", []transition{running, {at: 900 * us, to: trace.GoRunnable, reason: "runtime.Gosched", proc: 1}, {at: 990 * us, to: trace.GoRunning, proc: 1}},
+		{"yielded, others ran", []transition{running, {at: 900 * us, from: trace.GoRunning, to: trace.GoRunnable, reason: "runtime.Gosched", proc: 1}, {at: 990 * us, to: trace.GoRunning, proc: 1}},
 			map[trace.ProcID][]start{1: {{at: 901 * us, g: other}, {at: 990 * us, g: g}}}, CauseYieldedOthers},
-		{"yielded, others ran elsewhere", []transition{running, {at: 900 * us, to: trace.GoRunnable, reason: "runtime.Gosched", proc: 1}, {at: 990 * us, to: trace.GoRunning, proc: 1}},
+		{"yielded, others ran elsewhere", []transition{running, {at: 900 * us, from: trace.GoRunning, to: trace.GoRunnable, reason: "runtime.Gosched", proc: 1}, {at: 990 * us, to: trace.GoRunning, proc: 1}},
 			map[trace.ProcID][]start{0: {{at: 901 * us, g: other}}, 1: {{at: 990 * us, g: g}}}, CauseYieldedOff},
 		{"running throughout", []transition{running}, nil, CauseRunningOff},
-		{"short gaps, then a long running one", []transition{running, {at: 890 * us, to: trace.GoRunnable, proc: 0}, {at: 891 * us, to: trace.GoRunning, proc: 0}}, nil, CauseRunningOff},
+		{"short gaps, then a long running one", []transition{running, {at: 890 * us, from: trace.GoRunning, to: trace.GoRunnable, proc: 0}, {at: 891 * us, to: trace.GoRunning, proc: 0}}, nil, CauseRunningOff},
+		{"woken, not yet running", []transition{running, {at: 885 * us, from: trace.GoRunning, to: trace.GoWaiting, reason: "network"}, {at: 890 * us, from: trace.GoWaiting, to: trace.GoRunnable, proc: 1}, {at: 999 * us, to: trace.GoRunning, proc: 0}}, nil, CauseWoken},
 		{"syscall", []transition{running, {at: 900 * us, to: trace.GoSyscall}, {at: 999 * us, to: trace.GoRunning}}, nil, CauseSyscall},
 		{"no state", nil, nil, CauseUnknown},
 	} {
