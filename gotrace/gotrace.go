@@ -60,6 +60,10 @@ type Report struct {
 	Threshold time.Duration `json:"threshold"` // a wait is late past this
 	Late      int           `json:"late"`      // waits that ended later than Threshold
 	Causes    []CauseCount  `json:"causes"`    // the late ones by cause, most first
+	// Incomplete says why the trace could not be read to its end (a
+	// file cut short: its process was killed); the report covers the
+	// events read before that. Empty for a whole trace.
+	Incomplete string `json:"incomplete,omitempty"`
 }
 
 // CauseCount is how many late waits had one cause, and how late they
@@ -97,16 +101,24 @@ type history struct {
 	goroutines map[trace.GoID][]transition // in time order
 	starts     map[trace.ProcID][]start    // in time order
 	waits      []wait
+	cut        error // why reading stopped before the end, if it did
 }
 
 // Analyse reads a Go execution trace and explains the waits that ended
-// more than threshold late.
+// more than threshold late. A trace cut short (its process was killed
+// while tracing) is reported as far as it could be read, with
+// Report.Incomplete saying so; one that yields no goroutine event and no
+// wait before it fails is an error.
 func Analyse(r io.Reader, threshold time.Duration) (Report, error) {
 	h, err := read(r)
 	if err != nil {
 		return Report{}, err
 	}
-	return h.report(threshold), nil
+	rep := h.report(threshold)
+	if h.cut != nil {
+		rep.Incomplete = h.cut.Error()
+	}
+	return rep, nil
 }
 
 func read(r io.Reader) (*history, error) {
@@ -121,7 +133,11 @@ func read(r io.Reader) (*history, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("gotrace: %w", err)
+			if len(h.goroutines) == 0 && len(h.waits) == 0 {
+				return nil, fmt.Errorf("gotrace: %w", err)
+			}
+			h.cut = err
+			break
 		}
 		switch ev.Kind() {
 		case trace.EventStateTransition:

@@ -116,3 +116,39 @@ func TestAnalyseBadMessage(t *testing.T) {
 		t.Errorf("malformed wait event: %v", err)
 	}
 }
+
+// TestAnalyseCut: a trace cut short, as a killed process leaves it, is
+// reported as far as it reads, saying it ends early; cut before any
+// event, it is an error.
+func TestAnalyseCut(t *testing.T) {
+	var buf bytes.Buffer
+	if err := rtrace.Start(&buf); err != nil {
+		t.Skipf("cannot trace (is the test itself traced?): %v", err)
+	}
+	ctx := context.Background()
+	logWaits := func(n int) {
+		for range n {
+			rtrace.Logf(ctx, spibridge.WaitLogCategory, "late_ns=%d wait_ns=%d", 100*time.Microsecond, 50*time.Microsecond)
+		}
+	}
+	logWaits(10)
+	time.Sleep(1200 * time.Millisecond) // the tracer starts a new generation every second
+	logWaits(10)
+	rtrace.Stop()
+	raw := buf.Bytes()
+	whole, err := Analyse(bytes.NewReader(raw), DefaultThreshold)
+	if err != nil || whole.Waits != 20 || whole.Incomplete != "" {
+		t.Fatalf("whole trace: %+v, %v", whole, err)
+	}
+	cut, err := Analyse(bytes.NewReader(raw[:len(raw)-100]), DefaultThreshold)
+	if err != nil || cut.Incomplete == "" || cut.Waits < 10 || cut.Waits >= 20 {
+		t.Errorf("cut trace: %+v, %v; want the first generation's 10 waits or more, and Incomplete", cut, err)
+	}
+	var text bytes.Buffer
+	if err := cut.Write(&text); err != nil || !strings.Contains(text.String(), "the trace ends early") {
+		t.Errorf("text of a cut trace: %v\n%s", err, text.String())
+	}
+	if _, err := Analyse(bytes.NewReader(raw[:64]), DefaultThreshold); err == nil {
+		t.Error("a trace cut before any event analysed without an error")
+	}
+}

@@ -17,6 +17,11 @@ func (r Report) Write(w io.Writer) error {
 		r.Waits, r.Late, r.Threshold, pct); err != nil {
 		return err
 	}
+	if r.Incomplete != "" {
+		if _, err := fmt.Fprintf(w, "  the trace ends early (%s): this covers what was read before it\n", r.Incomplete); err != nil {
+			return err
+		}
+	}
 	if r.Waits == 0 {
 		_, err := fmt.Fprintln(w, "  (no spibridge.wait events: was it a real-time run with the SPI model on, traced with run --go-trace?)")
 		return err
