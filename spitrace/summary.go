@@ -99,8 +99,8 @@ const LateThreshold = 100 * time.Microsecond
 // how long the calls took as the host saw them (Record.CallTime,
 // queueing included), and Short counts the calls that took less than
 // their transfer's time on the bus (what the bus took back from their
-// start: see Record.CallTime). Late and Short are zero in virtual time; all four are for
-// transports with a timeline only.
+// start: see Record.CallTime). Late and Short are zero in virtual time;
+// all four are for transports with a timeline only.
 type KindSummary struct {
 	Space   spibridge.Space `json:"space"`
 	Count   int             `json:"count"`
@@ -121,8 +121,8 @@ type KindSummary struct {
 // trace is summarised as it is read. Memory: per node it keeps each
 // transfer's start, duration and lateness, and its duration, lateness
 // and call time again per kind (48 bytes a transfer), for the busy time
-// and the percentiles; the records themselves are not kept. That is fine for traces of millions of
-// transfers; it is not constant.
+// and the percentiles; the records themselves are not kept. That is fine
+// for traces of millions of transfers; it is not constant.
 type Summariser struct {
 	nodes map[string]*nodeAcc
 	pps   map[string]*PPSSummary
