@@ -261,7 +261,10 @@ func (d *direction) run() {
 				return
 			}
 		}
-		arrive := f.sof.Add(d.cfg.Propagation + f.extra)
+		arrive := f.sof
+		if delay := d.cfg.Propagation + f.extra; delay != 0 {
+			arrive = arrive.Add(delay) // skipped at 0: Add costs ~50 instructions (issue 13)
+		}
 		if d.faulted.Load() {
 			// A cable cannot reorder: a frame delayed by a fault holds
 			// back the ones behind it.

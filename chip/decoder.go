@@ -127,7 +127,7 @@ func (c *Chip) TransactAt(mosi, miso []byte, at time.Time) error {
 // the rest of the transaction. Called with c.mu held.
 func (c *Chip) decodeTime() time.Time {
 	if c.decodeAt.IsZero() {
-		c.decodeAt = time.Now()
+		c.decodeAt = c.now()
 	}
 	return c.decodeAt
 }

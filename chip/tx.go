@@ -200,11 +200,14 @@ type sendStart struct {
 // wakes exactly then and nothing changes. Called with c.mu held.
 func (c *Chip) startSend(e *txEntry) sendStart {
 	timed := c.cfg.LinkBitsPerSec > 0
-	start := time.Now()
+	start := c.now()
 	if timed {
 		start = later(later(c.lineFree, e.ready), start.Add(-c.maxBackdate()))
 	}
-	sof := start.Add(c.wireTime(PreambleLen))
+	sof := start
+	if timed {
+		sof = start.Add(c.wireTime(PreambleLen))
+	}
 
 	c.sending.Store(true)
 	gap := int(regs.TxInterFrameGap.Get(c.regs.Get(regs.TSNTxControl)))
@@ -237,7 +240,11 @@ func (c *Chip) startSend(e *txEntry) sendStart {
 // finishSend hands the frame started by startSend to the wire.
 func (c *Chip) finishSend(e *txEntry, st sendStart) {
 	if st.phy != nil {
-		st.phy.Send(e.frame, st.sof.Add(c.cfg.TxLatency))
+		at := st.sof
+		if c.cfg.TxLatency != 0 {
+			at = at.Add(c.cfg.TxLatency) // skipped at 0, as Add is not free (issue 13)
+		}
+		st.phy.Send(e.frame, at)
 	}
 	c.sending.Store(false)
 }
